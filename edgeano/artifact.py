@@ -1,0 +1,131 @@
+"""The artifact's metadata: one versioned JSON document, stored in the ONNX `metadata_props`
+under the key "edgeano" and copied into a TensorRT engine's sidecar JSON.
+
+Torch-free, so the runtime reads it on a device. Example:
+
+    {"schema": 1, "model": "gaussian", "input": {"size": [224, 224], "channels": 3, "color": "RGB",
+     "mean": [...], "std": [...], "interpolation": "area", "scale": 0.00392, "layout": "NCHW"},
+     "outputs": ["score"], "threshold": {"value": 41.2, "method": "fpr@0.01 held-out normal (n=76)"},
+     "score_stats": {"mean": ..., "std": ..., "p50": ..., "p99": ..., "max": ..., "n": 76},
+     "backbone": "efficientnet-lite0", "edgeano": "0.1.0", "opset": 17,
+     "train_fingerprint": "sha256:...", "precision": "fp32", "created": "2026-11-22T12:00:00Z"}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from edgeano import __version__
+from edgeano.data.preprocess import Preprocess
+from edgeano.errors import EdgeanoError
+
+SCHEMA = 1
+METADATA_KEY = "edgeano"
+REQUIRED = ("schema", "model", "input", "outputs", "threshold")
+
+
+def make_metadata(
+    model: str,
+    preprocess: Preprocess,
+    outputs,
+    threshold: Dict[str, Any],
+    score_stats: Optional[Dict[str, Any]] = None,
+    **extra: Any,
+) -> Dict[str, Any]:
+    meta = {
+        "schema": SCHEMA,
+        "model": model,
+        "input": preprocess.to_dict(),
+        "outputs": list(outputs),
+        "threshold": dict(threshold),
+        "score_stats": dict(score_stats or {}),
+        "edgeano": __version__,
+        "precision": "fp32",
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    meta.update(extra)
+    validate(meta)
+    return meta
+
+
+def validate(meta: Dict[str, Any], source: str = "artifact") -> Dict[str, Any]:
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise EdgeanoError(f"{source}: edgeano metadata lacks {', '.join(missing)}; re-export it with `edgeano export`")
+    if meta["schema"] > SCHEMA:
+        raise EdgeanoError(f"{source}: metadata schema {meta['schema']} is newer than this edgeano understands ({SCHEMA}); upgrade edgeano")
+    if "value" not in meta["threshold"]:
+        raise EdgeanoError(f"{source}: metadata threshold has no value")
+    try:
+        Preprocess.from_dict(meta["input"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise EdgeanoError(f"{source}: bad input section in metadata: {e}")
+    return meta
+
+
+def preprocess_of(meta: Dict[str, Any]) -> Preprocess:
+    return Preprocess.from_dict(meta["input"])
+
+
+def score_stats(scores) -> Dict[str, float]:
+    """Summary of normal-image scores, kept in the artifact for drift checks and overlays."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return {"n": 0}
+    q = np.percentile(s, [1, 50, 95, 99])
+    return {
+        "n": int(s.size), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
+        "p01": float(q[0]), "p50": float(q[1]), "p95": float(q[2]), "p99": float(q[3]), "max": float(s.max()),
+    }
+
+
+def set_onnx_metadata(model_proto, meta: Dict[str, Any]) -> None:
+    """Store `meta` in an onnx.ModelProto (replacing an earlier edgeano entry)."""
+    validate(meta)
+    props = model_proto.metadata_props
+    for i in reversed(range(len(props))):
+        if props[i].key == METADATA_KEY:
+            del props[i]
+    entry = props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(meta, sort_keys=True)
+
+
+def get_onnx_metadata(model_proto, source: str = "model") -> Dict[str, Any]:
+    for p in model_proto.metadata_props:
+        if p.key == METADATA_KEY:
+            try:
+                meta = json.loads(p.value)
+            except json.JSONDecodeError as e:
+                raise EdgeanoError(f"{source}: edgeano metadata is not valid JSON ({e})")
+            return validate(meta, source)
+    raise EdgeanoError(f"{source}: not an edgeano artifact (no '{METADATA_KEY}' metadata); export it with `edgeano export`")
+
+
+def load_onnx(path, load_weights: bool = True):
+    """onnx.load with one-line errors for missing, truncated or non-ONNX files."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeanoError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path), load_external_data=load_weights)
+    except (DecodeError, ValueError, RuntimeError, OSError) as e:
+        raise EdgeanoError(f"{path} is not a readable ONNX model (truncated or wrong file?): {type(e).__name__}")
+
+
+def read_onnx_metadata(path) -> Dict[str, Any]:
+    return get_onnx_metadata(load_onnx(path, load_weights=False), source=str(path))
+
+
+def sidecar_path(engine_path) -> Path:
+    """`model.engine` -> `model.engine.json`: the engine file stays raw for trtexec/DeepStream."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")

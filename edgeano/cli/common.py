@@ -1,0 +1,41 @@
+"""What every command shares: one-line errors instead of tracebacks, and the "next:" hint."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from edgeano.errors import EdgeanoError
+
+
+def friendly_errors(fn):
+    """EdgeanoError -> `error: ...` and its exit code; Ctrl-C -> 130; anything else -> one line
+    (set EDGEANO_DEBUG=1 for the traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeanoError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last line of defence for users
+            if os.environ.get("EDGEANO_DEBUG"):
+                raise
+            msg = str(e).splitlines()[0][:300] if str(e) else ""
+            click.echo(f"error: {type(e).__name__}: {msg} (set EDGEANO_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def next_step(cmd: str) -> None:
+    click.echo(f"next: {cmd}")

@@ -1,0 +1,52 @@
+"""Resolve the CLI's MODEL argument and open it as an Engine.
+
+MODEL is a path (`.pt` checkpoint, `.onnx`, `.engine`) or a model name, which means the newest
+`runs/<name>/*/weights/best.pt`. Checkpoints need torch; ONNX and engines do not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from edgeano.errors import EdgeanoError
+from edgeano.runtime.engine import Engine
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def resolve_model(model: str, runs: str = "runs", artifact: str = "weights/best.pt") -> Path:
+    p = Path(model)
+    if p.suffix:
+        if not p.exists():
+            raise EdgeanoError(f"model file not found: {p}")
+        return p
+    if p.exists() and p.is_dir():  # a run folder
+        cand = p / artifact
+        if cand.exists():
+            return cand
+        raise EdgeanoError(f"{p} is a folder without {artifact}")
+    runs_dir = Path(runs) / model
+    found = sorted(runs_dir.glob(f"*/{artifact}"), key=lambda f: f.stat().st_mtime)
+    if not found:
+        raise EdgeanoError(
+            f"no trained '{model}' model: {runs_dir}/*/{artifact} does not exist; "
+            f"train one with `edgeano train --model {model} --data DIR` or pass a file path"
+        )
+    return found[-1]
+
+
+def is_checkpoint(path: Path) -> bool:
+    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def open_engine(model: str, backend: str = "auto", threshold: Optional[float] = None, runs: str = "runs", **kw) -> Engine:
+    """Any MODEL -> Engine. Only a checkpoint imports torch (and needs edgeano[train])."""
+    path = resolve_model(model, runs)
+    if is_checkpoint(path):
+        try:
+            from edgeano.models.runner import engine_from_checkpoint
+        except ImportError as e:
+            raise EdgeanoError(f"{path} is a PyTorch checkpoint and needs torch ({e.name} missing): pip install 'edgeano[train]', or pass the exported .onnx")
+        return engine_from_checkpoint(path, threshold=threshold, **kw)
+    return Engine.load(path, backend=backend, threshold=threshold, **kw)

@@ -1,0 +1,57 @@
+"""Pieces every model shares: the in-graph Normalize layer and the AnomalyModel base class."""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+from torch import nn
+
+from edgeano.data.preprocess import Preprocess
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std as the graph's first op, so preprocessing travels inside the artifact."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.inv_std
+
+
+class AnomalyModel(nn.Module):
+    """Base class: holds the Preprocess it was trained with and names its outputs in order."""
+
+    name: str = "base"
+    output_names: Tuple[str, ...] = ("score",)
+
+    def __init__(self, preprocess: Preprocess):
+        super().__init__()
+        self.preprocess = preprocess
+        self.normalize = Normalize(preprocess.mean, preprocess.std)
+
+    def config(self) -> Dict:
+        """JSON-able constructor arguments (besides `preprocess`) to rebuild this model from a checkpoint."""
+        raise NotImplementedError
+
+    def extra_metadata(self) -> Dict:
+        """Model-specific fields for the artifact metadata (e.g. backbone)."""
+        return {}
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OutputTuple(nn.Module):
+    """Wraps a model so forward returns a tuple in `output_names` order (what ONNX export wants)."""
+
+    def __init__(self, model: AnomalyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        out = self.model(x)
+        return tuple(out[k] for k in self.model.output_names)

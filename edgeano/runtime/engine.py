@@ -1,0 +1,114 @@
+"""`Engine`: load an artifact, score a batch of BGR uint8 frames of any size.
+
+    eng = Engine.load("model.onnx")           # or model.engine (TensorRT)
+    res = eng.score([frame1, frame2])         # res.scores, res.labels, res.maps
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edgeano.artifact import preprocess_of
+from edgeano.errors import EdgeanoError
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass
+class Result:
+    scores: np.ndarray  # (N,) float32, higher = more anomalous
+    labels: np.ndarray  # (N,) bool, True = NG (score >= threshold)
+    threshold: float
+    maps: Optional[np.ndarray] = None  # (N, H, W) at the network's input resolution, when the model has one
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class Engine:
+    """Preprocessing + a runner + the threshold, all from the artifact's metadata."""
+
+    def __init__(self, runner, meta: Dict, threshold: Optional[float] = None):
+        self.runner = runner
+        self.meta = meta
+        self.preprocess = preprocess_of(meta)
+        self.threshold = float(meta["threshold"]["value"] if threshold is None else threshold)
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path, backend: str = "auto", threshold: Optional[float] = None, **runner_kwargs) -> "Engine":
+        """`.onnx` -> ONNX Runtime; `.engine`/`.plan` -> TensorRT. backend: auto|onnxruntime|tensorrt."""
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeanoError(f"model file not found: {path}")
+        suffix = path.suffix.lower()
+        if backend not in ("auto", "onnxruntime", "tensorrt"):
+            raise EdgeanoError(f"unknown backend {backend!r}: use auto, onnxruntime or tensorrt")
+        if suffix in ENGINE_SUFFIXES:
+            if backend == "onnxruntime":
+                raise EdgeanoError(f"{path} is a TensorRT engine; ONNX Runtime needs the .onnx it was built from")
+            from edgeano.runtime.tensorrt import TensorRTRunner
+
+            runner = TensorRTRunner(path, **runner_kwargs)
+            return cls(runner, runner.meta, threshold)
+        if suffix == ".onnx":
+            if backend == "tensorrt":
+                from edgeano.runtime.engine_cache import cached_tensorrt_runner
+
+                runner = cached_tensorrt_runner(path, **runner_kwargs)
+                return cls(runner, runner.meta, threshold)
+            from edgeano.runtime.onnxruntime import OnnxRuntimeRunner
+
+            runner = OnnxRuntimeRunner(path, **runner_kwargs)
+            return cls(runner, runner.meta, threshold)
+        raise EdgeanoError(f"{path}: unsupported model file (expected .onnx or .engine; .pt checkpoints need edgeano[train])")
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return getattr(self.runner, "name", type(self.runner).__name__)
+
+    @property
+    def has_map(self) -> bool:
+        return "anomaly_map" in self.runner.output_names
+
+    @property
+    def max_batch(self) -> int:
+        """Largest batch the runner takes in one call (0 = any)."""
+        return int(getattr(self.runner, "max_batch", 0) or 0)
+
+    # -- inference -----------------------------------------------------------------------------
+    def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """Raw outputs for a preprocessed NCHW batch, split to the runner's batch limit."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        mb = self.max_batch
+        if not mb or x.shape[0] <= mb:
+            return self.runner.infer(x)
+        parts: List[Dict[str, np.ndarray]] = [self.runner.infer(x[i : i + mb]) for i in range(0, x.shape[0], mb)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def score(self, frames: Sequence[np.ndarray]) -> Result:
+        """BGR uint8 frames (any sizes) -> Result."""
+        if len(frames) == 0:
+            return Result(np.zeros(0, np.float32), np.zeros(0, bool), self.threshold, None)
+        out = self.infer(self.preprocess.batch(frames))
+        scores = np.asarray(out["score"], dtype=np.float32).reshape(-1)
+        maps = out.get("anomaly_map")
+        if maps is not None:
+            maps = np.asarray(maps, dtype=np.float32).reshape(scores.shape[0], *maps.shape[-2:])
+        return Result(scores, scores >= self.threshold, self.threshold, maps)
+
+    def close(self) -> None:
+        close = getattr(self.runner, "close", None)
+        if close:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

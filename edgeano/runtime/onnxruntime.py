@@ -1,0 +1,48 @@
+"""ONNX Runtime runner: the reference backend on any CPU (and CUDA where onnxruntime-gpu is installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from edgeano.artifact import get_onnx_metadata, load_onnx
+from edgeano.errors import EdgeanoError
+
+
+class OnnxRuntimeRunner:
+    def __init__(self, path, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        model = load_onnx(self.path)
+        self.meta = get_onnx_metadata(model, str(self.path))
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: ORT's warnings are noise for users
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        providers = list(providers) if providers else ["CPUExecutionProvider"]
+        unknown = [p for p in providers if p not in available]
+        if unknown:
+            raise EdgeanoError(f"ONNX Runtime provider(s) {', '.join(unknown)} not available here (have: {', '.join(available)})")
+        try:
+            self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types; one line for the user
+            raise EdgeanoError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0][:300]}")
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.max_batch = 0 if self.input_shape[0] == -1 else int(self.input_shape[0])
+        self.name = f"onnxruntime-{self.meta.get('precision', 'fp32')}"
+
+    def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(self.output_names, outs))
+
+    def close(self) -> None:
+        self.session = None
