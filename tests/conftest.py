@@ -1,0 +1,29 @@
+"""Shared fixtures. Tests that must always run build their own small data; tests on the real
+MTD data (`../shared/data`) are marked `data` and skip when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("EDGEANO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MTD = SHARED_DATA / "mtd"
+VIDEO = SHARED_DATA / "video" / "bottle-detection.mp4"
+
+
+@pytest.fixture(scope="session")
+def texture_data(tmp_path_factory) -> Path:
+    """A small MVTec-layout data set (64 px) from the bundled texture: 40 train, 12 good + 3x6 defects."""
+    from edgeano.data.synthetic import make_texture_dataset
+
+    return make_texture_dataset(tmp_path_factory.mktemp("texture"), n_train=40, n_test_good=12, n_test_bad=6, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mtd() -> Path:
+    if not (MTD / "train" / "good").is_dir():
+        pytest.skip(f"real MTD data not found at {MTD}")
+    return MTD
