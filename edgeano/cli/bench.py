@@ -1,0 +1,44 @@
+"""edgeano bench: engine-only latency and throughput of a checkpoint, ONNX or engine."""
+
+from __future__ import annotations
+
+import click
+
+from edgeano.cli.common import friendly_errors
+
+
+@click.command("bench")
+@click.option("--model", "model", required=True, help="Checkpoint (.pt: PyTorch eager), .onnx, .engine, or a model name.")
+@click.option("--iters", type=int, default=100, show_default=True)
+@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / PyTorch (default: library's own).")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
+@click.option("--data", type=click.Path(), default=None, help="Take the input images from here (default: bundled texture photo).")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the results as JSON.")
+@click.option("--runs", default="runs", show_default=True, type=click.Path())
+@friendly_errors
+def command(model, iters, warmup, batch, threads, backend, data, json_path, runs):
+    """Time MODEL: preprocessing and inference, engine only."""
+    from edgeano.bench import bench, format_bench
+    from edgeano.errors import EdgeanoError
+    from edgeano.fileio import write_json
+    from edgeano.loaders import is_checkpoint, open_engine, resolve_model
+
+    if iters < 1 or batch < 1 or warmup < 0:
+        raise EdgeanoError("--iters and --batch must be >= 1, --warmup >= 0")
+    kw = {}
+    if threads:
+        if is_checkpoint(resolve_model(model, runs)):
+            import torch
+
+            torch.set_num_threads(threads)
+        else:
+            kw["threads"] = threads
+    with open_engine(model, backend=backend, runs=runs, **kw) as engine:
+        res = bench(engine, iters=iters, warmup=warmup, batch=batch, data=data)
+    res["threads"] = threads
+    click.echo(format_bench(res))
+    if json_path:
+        write_json(json_path, res)
+        click.echo(f"wrote {json_path}")

@@ -1,0 +1,120 @@
+"""`edgeano export`: checkpoint -> FP32 ONNX (+ FP16 / INT8 QDQ) -> parity checks against
+PyTorch -> TensorRT engine where TensorRT and a GPU are present. Each step is its own function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import click
+import numpy as np
+
+from edgeano.data.datasets import load_dataset
+from edgeano.errors import EdgeanoError
+from edgeano.export.onnx_export import compare_engines, export_onnx, sample_frames
+from edgeano.loaders import is_checkpoint, resolve_model
+
+FP32_SCORE_RTOL = 1e-4  # issue contract: ONNX Runtime FP32 vs PyTorch, largest relative score difference
+
+
+def parity_frames(ckpt_meta: Dict, data: Optional[str], n: int = 16) -> (List[np.ndarray], str):
+    """Real images for the parity check: --data, else the training folder the checkpoint names,
+    else crops of the bundled texture photo."""
+    for root in (data, ckpt_meta.get("data")):
+        if root and Path(root).is_dir():
+            ds = load_dataset(root)
+            paths = ds.train or [t.path for t in ds.test]
+            frames = sample_frames(paths, n)
+            if frames:
+                return frames, f"{len(frames)} images from {root}"
+    from edgeano.data.synthetic import _normal, _texture
+
+    rng = np.random.default_rng(0)
+    tex = _texture()
+    return [_normal(tex, rng, 160) for _ in range(n)], f"{n} crops of the bundled texture photo (pass --data for your own images)"
+
+
+def check_parity(ref, onnx_path: Path, frames, label: str, rtol: Optional[float]) -> Dict:
+    from edgeano.runtime.engine import Engine
+
+    with Engine.load(onnx_path, backend="onnxruntime") as eng:
+        d = compare_engines(ref, eng, frames)
+    msg = f"  {label:<5} vs PyTorch on {d['n']} images: score max rel diff {d['score_max_rel']:.2e} (abs {d['score_max_abs']:.3g})"
+    if "map_max_abs" in d:
+        msg += f", map max abs diff {d['map_max_abs']:.2e} ({d['map_max_rel_to_peak']:.2e} of peak)"
+    click.echo(msg)
+    if rtol is not None and not d["score_max_rel"] <= rtol:
+        raise EdgeanoError(f"{onnx_path}: ONNX Runtime {label} differs from PyTorch by {d['score_max_rel']:.2e} > {rtol:g}; the export is wrong, not writing on")
+    return d
+
+
+def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
+    """Build TensorRT engines where TensorRT and a GPU are present; else say how to on the device."""
+    try:
+        from edgeano.runtime.engine_cache import tensorrt_available
+        ok, why = tensorrt_available()
+    except ImportError as e:
+        ok, why = False, f"TensorRT support not importable ({e})"
+    if not ok:
+        click.echo(f"TensorRT: not building here ({why}). On the device run:")
+        for prec, p in onnx_paths.items():
+            click.echo(f"  edgeano build {p} --precision {prec}")
+        return
+    from edgeano.runtime.trt_build import build_engine
+
+    for prec, p in onnx_paths.items():
+        engine = p.with_suffix(".engine")
+        build_engine(p, engine, precision=prec)
+        click.echo(f"wrote {engine} (TensorRT {prec})")
+
+
+def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], fp16: bool, int8: bool,
+               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True) -> Dict[str, Path]:
+    # validate every flag before any work (fail fast, Ultralytics-style)
+    ckpt_path = resolve_model(model, runs)
+    if not is_checkpoint(ckpt_path):
+        raise EdgeanoError(f"export needs a PyTorch checkpoint (.pt), got {ckpt_path}; for an existing ONNX use `edgeano calibrate` or `edgeano build`")
+    if int8 and not data:
+        raise EdgeanoError("--int8 needs --data DIR with normal images to calibrate on (e.g. the training folder)")
+    if data and not Path(data).is_dir():
+        raise EdgeanoError(f"--data folder not found: {data}")
+    out_path = Path(out) if out else ckpt_path.with_suffix(".onnx")
+    if out_path.suffix != ".onnx":
+        raise EdgeanoError(f"--out must end in .onnx, got {out_path}")
+
+    from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
+    from edgeano.models.runner import TorchRunner
+    from edgeano.runtime.engine import Engine
+
+    model_obj, ckpt = load_checkpoint(ckpt_path)
+    meta = checkpoint_metadata(model_obj, ckpt, source_checkpoint=ckpt_path.name)
+    export_onnx(model_obj, out_path, meta, opset=opset, dynamic_batch=dynamic_batch)
+    click.echo(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
+    frames, where = parity_frames(ckpt.get("meta", {}), data)
+    click.echo(f"checking against PyTorch on {where}")
+    ref = Engine(TorchRunner(model_obj), meta)
+    check_parity(ref, out_path, frames, "FP32", FP32_SCORE_RTOL)
+    outputs = {"fp32": out_path}
+
+    if fp16:
+        from edgeano.export.fp16 import to_fp16
+
+        p16 = out_path.with_suffix(".fp16.onnx")
+        rep = to_fp16(out_path, p16, frames)
+        kept = rep.get("kept_fp32", [])
+        click.echo(f"wrote {p16} (FP16, inputs/outputs float32)")
+        if kept:
+            click.echo(f"  kept in FP32 ({len(kept)} nodes): " + "; ".join(f"{n} ({why})" for n, why in kept[:8]) + (" ..." if len(kept) > 8 else ""))
+        check_parity(ref, p16, frames, "FP16", None)
+        outputs["fp16"] = p16
+    if int8:
+        from edgeano.calibration.quantize import calibrate_onnx
+
+        p8 = out_path.with_suffix(".int8.onnx")
+        calibrate_onnx(out_path, p8, Path(data), num=num, method=method)
+        click.echo(f"wrote {p8} (INT8 QDQ)")
+        check_parity(ref, p8, frames, "INT8", None)
+        outputs["int8"] = p8
+    if build:
+        maybe_build_engines({k: v for k, v in outputs.items() if k != "fp32" or len(outputs) == 1})
+    return outputs
