@@ -27,3 +27,11 @@ def mtd() -> Path:
     if not (MTD / "train" / "good").is_dir():
         pytest.skip(f"real MTD data not found at {MTD}")
     return MTD
+
+
+@pytest.fixture(scope="session")
+def gaussian_run(texture_data, tmp_path_factory) -> Path:
+    """A fitted Gaussian checkpoint (Lite0, 64 px) on `texture_data`: .../gaussian/fixture/weights/best.pt."""
+    from edgeano.train.gaussian import train
+
+    return Path(train(data=str(texture_data), img_size=64, out=str(tmp_path_factory.mktemp("runs")), name="fixture"))
