@@ -1,0 +1,1 @@
+"""INT8 calibration: normal images -> QDQ ONNX (TensorRT explicit quantization) + accuracy report."""

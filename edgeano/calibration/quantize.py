@@ -1,0 +1,166 @@
+"""FP32 edgeano ONNX -> INT8 QDQ ONNX, calibrated on normal images.
+
+Precision is decided here, in the ONNX file, so one calibrated artifact serves every TensorRT
+version (8.6, 10.x, 11: "explicit quantization") and ONNX Runtime; the engine is built where it
+runs. The form TensorRT accepts everywhere, and how we get it from quantize_static:
+- QDQ pairs, never QLinear* ops (QuantFormat.QDQ), opset kept as exported (17, >= 13);
+- symmetric INT8 activations (zero point 0: TensorRT is symmetric-only): ActivationSymmetric;
+- per-channel symmetric INT8 weights ([-127, 127]): per_channel + WeightSymmetric;
+- weights kept FP32 behind a Q/DQ pair (AddQDQPairToWeight): TensorRT 8.x quantizes weights
+  itself from the Q scale; 10.x/11 accept this form too;
+- float biases (QuantizeBias=False): TensorRT has no INT32 DequantizeLinear;
+- one Q/DQ pair per consumer (DedicatedQDQPair), the layout NVIDIA's own QAT exports have;
+- the scoring head stays float (see graph.py), and `tensorrt_problems` checks the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
+from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, name_nodes, qdq_summary, tensorrt_problems,
+                                      unquantize_head_inputs)
+from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
+from edgeano.calibration.report import build_report, print_report
+from edgeano.data.datasets import load_dataset
+from edgeano.errors import EdgeanoError
+from edgeano.fileio import write_bytes, write_json
+
+METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_NUM = 512
+PERCENTILE = 99.999  # of |activation|: clips the rare outliers that would stretch the INT8 step
+CHUNK = 16  # images per range-collection pass: bounds calibration memory to one chunk's activations
+
+
+def default_output(src) -> Path:
+    src = Path(src)
+    return src.with_name(f"{src.stem}.int8.onnx")
+
+
+def report_path(dst) -> Path:
+    dst = Path(dst)
+    return dst.with_name(dst.name + ".report.json")
+
+
+def validate_inputs(src, dst, data_dir, num: int, method: str, eval_dir=None) -> Dict:
+    """Every check that needs no inference, so a bad flag fails in a second, not after calibration.
+    Returns the source metadata."""
+    if method not in METHODS:
+        raise EdgeanoError(f"unknown calibration method {method!r}: use {', '.join(METHODS)}")
+    if int(num) < 1:
+        raise EdgeanoError(f"--num must be >= 1 (normal images to calibrate on), got {num}")
+    src, dst = Path(src), Path(dst)
+    if src.suffix.lower() != ".onnx":
+        raise EdgeanoError(f"{src}: calibration takes the FP32 .onnx from `edgeano export`")
+    meta = read_onnx_metadata(src)  # missing / not ONNX / not edgeano -> one line
+    precision = meta.get("precision", "fp32")
+    if precision != "fp32":
+        raise EdgeanoError(f"{src} is already {precision}; calibrate the FP32 ONNX from `edgeano export`")
+    if dst.resolve() == src.resolve():
+        raise EdgeanoError(f"--out {dst} would overwrite the FP32 input; choose another path")
+    if not load_dataset(data_dir).train:
+        raise EdgeanoError(f"no normal images in {data_dir}: calibration needs train/good (MVTec layout) or a folder of good images")
+    if eval_dir is not None:
+        load_dataset(eval_dir, need_test=True)
+    return meta
+
+
+def _calibrate_method(method: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[method]
+
+
+def _stride(n: int, chunk: int = CHUNK) -> int:
+    """Largest divisor of n not above `chunk` (quantize_static wants n % stride == 0)."""
+    return max(d for d in range(1, min(chunk, n) + 1) if n % d == 0)
+
+
+def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True) -> Dict:
+    """The quantization proper: pre-process, calibrate, QDQ, keep the head float. Writes `dst`
+    (plain ONNX, metadata untouched) and returns what was done."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="edgeano-calib-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # shape inference + ORT's basic (standard-op) optimisations, e.g. BN folding, constant folding
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        model = onnx.load(str(pre))
+        name_nodes(model)
+        head = head_nodes(model)
+        onnx.save(model, str(pre))
+        input_name = model.graph.input[0].name
+        dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+        batch = dim0.dim_value if dim0.HasField("dim_value") and dim0.dim_value > 0 else 1
+        reader = ImageCalibrationReader(frames, preprocess, input_name, batch=batch, progress=progress)
+        extra = {
+            "ActivationSymmetric": True, "WeightSymmetric": True, "AddQDQPairToWeight": True,
+            "QuantizeBias": False, "DedicatedQDQPair": True,
+            "CalibStridedMinMax": _stride(len(reader)),  # collect in chunks (any method), see reader
+        }
+        if method == "percentile":
+            extra["CalibPercentile"] = PERCENTILE
+        qpath = Path(tmp) / "int8.onnx"
+        t0 = time.time()
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_static logs advice at WARNING that is not for our users
+        try:
+            quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head,
+                            calibrate_method=_calibrate_method(method), extra_options=extra)
+        finally:
+            root.setLevel(level)
+            reader.close()
+        seconds = time.time() - t0
+        qmodel = onnx.load(str(qpath))
+    rewired = unquantize_head_inputs(qmodel, head)
+    drop_unused_opsets(qmodel)
+    problems = tensorrt_problems(qmodel)
+    if problems:  # our own invariant: a file TensorRT cannot parse must never be written
+        raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model")
+    write_bytes(dst, qmodel.SerializeToString())
+    return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "head_inputs_kept_float": rewired,
+            "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
+
+
+def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DEFAULT_NUM, method: str = "minmax",
+                   eval_dir: Optional[Path] = None, progress: bool = True, verbose: bool = True) -> Dict:
+    """Calibrate the FP32 edgeano ONNX `src` on up to `num` normal images of `data_dir` and write
+    the INT8 QDQ ONNX `dst` (default `<stem>.int8.onnx`) plus `<dst>.report.json`. Returns the report."""
+    src = Path(src)
+    dst = Path(dst) if dst else default_output(src)
+    meta = validate_inputs(src, dst, data_dir, num, method, eval_dir)
+    from edgeano.artifact import preprocess_of
+
+    preprocess = preprocess_of(meta)
+    paths = calibration_paths(data_dir, int(num))
+    frames = load_frames(paths, "calibration images")
+    if not frames:
+        raise EdgeanoError(f"none of the {len(paths)} images in {data_dir} could be decoded")
+    if len(frames) < RECOMMENDED_MIN:
+        print(f"warning: calibrating on {len(frames)} images; {RECOMMENDED_MIN}+ normal images give steadier INT8 ranges",
+              file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="edgeano-int8-", dir=dst.parent if dst.parent.exists() else None) as tmp:
+        staged = Path(tmp) / dst.name
+        done = quantize_qdq(src, staged, frames, preprocess, method, progress)
+        calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
+                       "excluded_reason": done["excluded_reason"], "format": "QDQ int8 symmetric, per-channel weights"}
+        qmodel = load_onnx(staged)
+        set_onnx_metadata(qmodel, dict(meta, precision="int8", calibration=calibration,
+                                       threshold=dict(meta["threshold"], note="kept from the FP32 model")))
+        write_bytes(staged, qmodel.SerializeToString())
+        report = build_report(src, staged, frames, eval_dir, progress=progress)
+        report = {"fp32": str(src), "int8": str(dst), "calibration": calibration, **done, **report}
+        write_bytes(dst, staged.read_bytes())
+    write_json(report_path(dst), report)
+    if verbose:
+        print_report(report)
+    return report

@@ -1,0 +1,27 @@
+"""edgeano calibrate: FP32 ONNX -> INT8 QDQ ONNX (one file for every TensorRT version) + report."""
+
+from __future__ import annotations
+
+import click
+
+from edgeano.cli.common import friendly_errors, next_step
+
+
+@click.command("calibrate")
+@click.argument("model", type=click.Path())
+@click.option("--data", required=True, type=click.Path(), help="Normal images: MVTec folder (uses train/good) or a plain folder.")
+@click.option("--num", type=int, default=512, show_default=True, help="Calibration images (300+ recommended).")
+@click.option("--method", default="minmax", show_default=True, help="Activation ranges: minmax, entropy or percentile.")
+@click.option("--eval", "eval_dir", type=click.Path(), default=None, help="MVTec folder with test/: also report image AUROC FP32 vs INT8.")
+@click.option("--out", type=click.Path(), default=None, help="Output .onnx (default: MODEL.int8.onnx beside MODEL).")
+@friendly_errors
+def command(model, data, num, method, eval_dir, out):
+    """Calibrate the FP32 edgeano ONNX MODEL to INT8 (QDQ) on normal images.
+
+    Writes the INT8 ONNX and <out>.report.json (score agreement with FP32, label flips under the
+    kept threshold, AUROC with --eval). Build the engine on the device afterwards.
+    """
+    from edgeano.calibration.quantize import calibrate_onnx
+
+    report = calibrate_onnx(model, out, data, num=num, method=method, eval_dir=eval_dir)
+    next_step(f"edgeano build {report['int8']} --precision int8   (on the device)")
