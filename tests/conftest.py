@@ -35,3 +35,13 @@ def gaussian_run(texture_data, tmp_path_factory) -> Path:
     from edgeano.train.gaussian import train
 
     return Path(train(data=str(texture_data), img_size=64, out=str(tmp_path_factory.mktemp("runs")), name="fixture"))
+
+
+@pytest.fixture(scope="session")
+def gaussian_onnx(gaussian_run, tmp_path_factory) -> Path:
+    """`gaussian_run` exported to ONNX (opset 17, batch 1) with its artifact metadata: what `edgeano run` loads."""
+    from edgeano.export.onnx_export import export_onnx
+    from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
+
+    model, ckpt = load_checkpoint(gaussian_run)
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "gaussian.onnx", checkpoint_metadata(model, ckpt))
