@@ -29,6 +29,13 @@ class Result:
         return int(self.scores.shape[0])
 
 
+def _tensorrt_ready() -> bool:
+    """auto backend: TensorRT (cached engine) where it and a GPU are present, else ONNX Runtime."""
+    from edgeano.runtime.tensorrt import tensorrt_available
+
+    return tensorrt_available()[0]
+
+
 class Engine:
     """Preprocessing + a runner + the threshold, all from the artifact's metadata."""
 
@@ -41,7 +48,8 @@ class Engine:
     # -- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path, backend: str = "auto", threshold: Optional[float] = None, **runner_kwargs) -> "Engine":
-        """`.onnx` -> ONNX Runtime; `.engine`/`.plan` -> TensorRT. backend: auto|onnxruntime|tensorrt."""
+        """`.onnx` -> TensorRT (cached engine) where available, else ONNX Runtime; `.engine`/`.plan` ->
+        TensorRT. backend: auto|onnxruntime|tensorrt."""
         path = Path(path)
         if not path.is_file():
             raise EdgeanoError(f"model file not found: {path}")
@@ -56,7 +64,7 @@ class Engine:
             runner = TensorRTRunner(path, **runner_kwargs)
             return cls(runner, runner.meta, threshold)
         if suffix == ".onnx":
-            if backend == "tensorrt":
+            if backend == "tensorrt" or (backend == "auto" and _tensorrt_ready()):
                 from edgeano.runtime.engine_cache import cached_tensorrt_runner
 
                 runner = cached_tensorrt_runner(path, **runner_kwargs)
