@@ -1,0 +1,186 @@
+"""FP32 edgeano ONNX -> FP16 ONNX with float32 input/outputs and an explicit list of nodes kept in FP32.
+
+What stays FP32, and why (the rule, applied to every edgeano model):
+
+1. The scoring head: every node on a path from the last Conv/ConvTranspose/Gemm to the `score`
+   output (ReduceMean/Sub/Pow/Abs/MatMul/ReduceSum/..., and the in-graph Normalize when the score
+   reads the input directly, as Skip-GANomaly's residual does). Scores are small differences of
+   near-equal numbers and sums of squares: in FP16 the differences lose digits (cancellation),
+   their squares underflow below 6e-8, and Mahalanobis-style sums can pass 65504. The head is a
+   handful of cheap elementwise/reduction ops, so FP32 costs nothing measurable.
+2. Range: the FP32 graph is run with ONNX Runtime on `frames` (real images) with every float
+   intermediate exposed as an output; a node whose output exceeds `max_fp16` (default 6e4, FP16
+   max is 65504) in magnitude is kept FP32.
+3. ONNX Runtime's default block list (ops without float16 semantics: TopK, Range, Upsample, ...).
+
+The conversion itself is onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types=True:
+Casts are inserted at the graph boundary and around kept nodes; initializers are cast to FP16).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Set
+
+import numpy as np
+
+from edgeano.artifact import get_onnx_metadata, load_onnx, preprocess_of, set_onnx_metadata
+from edgeano.errors import EdgeanoError
+from edgeano.fileio import write_bytes
+
+FP16_MAX = 65504.0
+HEAD_STOP_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "ConvInteger", "QLinearConv"})
+SCORE_OUTPUT = "score"
+REASON_HEAD = "scoring head (nodes after the last conv that feed `score`: cancellation/underflow/overflow risk in FP16)"
+REASON_RANGE = "FP16 range: max |output| {:.4g} > {:.4g} on the sample frames"
+
+
+def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] = None, max_fp16: float = 6.0e4) -> Dict:
+    """Convert `src_onnx` (FP32 edgeano artifact) to FP16 at `dst_onnx`; input and outputs stay float32.
+
+    frames: BGR uint8 images (any size) for the range probe; without them only rule 1 applies
+    (and random inputs check the result for non-finite outputs). Returns
+    {"kept_fp32": [(node, reason)], "n_nodes", "n_kept", "probe_frames", "max_abs": {node: value} (probed),
+     "check": {"score_max_rel", "map_max_abs", "finite"}} and writes metadata precision="fp16" and
+    meta["fp16"] = {"kept_fp32": [node names], "reasons": {node: reason}, "rule": ...}."""
+    import onnx
+
+    src_onnx, dst_onnx = Path(src_onnx), Path(dst_onnx)
+    model = load_onnx(src_onnx)
+    meta = get_onnx_metadata(model, str(src_onnx))
+    if meta.get("precision", "fp32") != "fp32":
+        raise EdgeanoError(f"{src_onnx} is already {meta['precision']}; convert the FP32 export")
+    if src_onnx.resolve() == dst_onnx.resolve():
+        raise EdgeanoError("FP16 output must be a different file from the FP32 input")
+    _name_nodes(model.graph)
+
+    kept: Dict[str, str] = {n: REASON_HEAD for n in scoring_head(model.graph)}
+    pre = preprocess_of(meta)
+    x = pre.batch(frames) if frames else None
+    max_abs: Dict[str, float] = {}
+    if x is not None and len(x):
+        max_abs = probe_ranges(model, x)
+        for node, v in max_abs.items():
+            if v > max_fp16 and node not in kept:
+                kept[node] = REASON_RANGE.format(v, max_fp16)
+
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    half = convert_float_to_float16(onnx.load_from_string(model.SerializeToString()), keep_io_types=True,
+                                    node_block_list=sorted(kept))
+    _topological_sort(half.graph)  # the converter appends its Casts last; checker and TensorRT want order
+    meta = dict(meta, precision="fp16", fp16={
+        "kept_fp32": sorted(kept), "reasons": kept, "max_fp16": max_fp16, "probe_frames": 0 if x is None else int(len(x)),
+        "rule": "scoring head after the last conv + nodes whose FP32 outputs exceed max_fp16 on probe frames stay FP32"})
+    set_onnx_metadata(half, meta)
+    onnx.checker.check_model(half)
+
+    check_x = x if x is not None and len(x) else np.random.default_rng(0).random((2, *pre.input_shape), dtype=np.float32)
+    check = _compare(model, half, check_x[:16])
+    if not check["finite"]:
+        raise EdgeanoError(f"FP16 model gives non-finite outputs on the check inputs; keep FP32 for {src_onnx.name}")
+    write_bytes(dst_onnx, half.SerializeToString())
+    return {"kept_fp32": sorted(kept.items()), "n_nodes": len(model.graph.node), "n_kept": len(kept),
+            "probe_frames": 0 if x is None else int(len(x)), "max_abs": max_abs, "check": check, "path": str(dst_onnx)}
+
+
+def scoring_head(graph, output: str = SCORE_OUTPUT, stop_ops: Iterable[str] = HEAD_STOP_OPS) -> List[str]:
+    """Names of the nodes between the last conv-type nodes and `output` (walking producers back from it)."""
+    producer = {o: n for n in graph.node for o in n.output}
+    if output not in producer:
+        raise EdgeanoError(f"ONNX graph has no '{output}' output to protect")
+    stop = set(stop_ops)
+    seen: Set[str] = set()
+    queue = deque([producer[output]])
+    while queue:
+        node = queue.popleft()
+        if node.name in seen or node.op_type in stop:
+            continue
+        seen.add(node.name)
+        queue.extend(producer[i] for i in node.input if i in producer)
+    return sorted(seen)
+
+
+def probe_ranges(model, x: np.ndarray) -> Dict[str, float]:
+    """Run the FP32 graph with every float intermediate as an extra output; max |value| per node."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    probe = onnx.load_from_string(model.SerializeToString())
+    existing = {o.name for o in probe.graph.output}
+    owner: Dict[str, str] = {}
+    for node in probe.graph.node:
+        for out in node.output:
+            if out and types.get(out) == TensorProto.FLOAT:
+                owner[out] = node.name
+                if out not in existing:
+                    probe.graph.output.append(onnx.helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # see the graph as written
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs() if o.name in owner]
+    inp = sess.get_inputs()[0].name
+    peak: Dict[str, float] = {}
+    for i in range(0, len(x), 8):
+        for name, val in zip(names, sess.run(names, {inp: x[i:i + 8]})):
+            v = float(np.max(np.abs(val))) if val.size else 0.0
+            node = owner[name]
+            peak[node] = max(peak.get(node, 0.0), v)
+    return peak
+
+
+def _name_nodes(graph) -> None:
+    """The converter blocks nodes by name: give unnamed or duplicate-named nodes unique names."""
+    used: Set[str] = set()
+    for i, node in enumerate(graph.node):
+        if not node.name or node.name in used:
+            node.name = f"{node.op_type}_{i}"
+        used.add(node.name)
+
+
+def _topological_sort(graph) -> None:
+    """Reorder graph.node so every node comes after the producers of its inputs (Kahn, stable)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    nodes, ordered = list(graph.node), []
+    pending = nodes
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise EdgeanoError(f"FP16 graph has a cycle or dangling input at {rest[0].name}")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _session(model):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _compare(fp32, fp16, x: np.ndarray) -> Dict:
+    a, b = _session(fp32), _session(fp16)
+    names = [o.name for o in a.get_outputs()]
+    ra = dict(zip(names, a.run(names, {a.get_inputs()[0].name: x})))
+    rb = dict(zip(names, b.run(names, {b.get_inputs()[0].name: x})))
+    out = {"finite": all(bool(np.isfinite(v).all()) for v in rb.values()), "n": int(len(x))}
+    if SCORE_OUTPUT in ra:
+        s32, s16 = ra[SCORE_OUTPUT].astype(np.float64), rb[SCORE_OUTPUT].astype(np.float64)
+        out["score_max_rel"] = float(np.max(np.abs(s16 - s32) / np.maximum(np.abs(s32), 1e-12)))
+    if "anomaly_map" in ra:
+        out["map_max_abs"] = float(np.max(np.abs(rb["anomaly_map"].astype(np.float64) - ra["anomaly_map"])))
+    return out
+
