@@ -122,6 +122,21 @@ def default_engine_path(onnx_path, precision: str) -> Path:
     return onnx_path.with_name(f"{stem}.engine" if precision in stem or precision == "fp32" else f"{stem}_{precision}.engine")
 
 
+def make_sidecar(info: OnnxInfo, precision: str, how: str, trt_version: str, device: Dict[str, str], engine_bytes: int,
+                 **build) -> Dict:
+    """The engine's sidecar: the ONNX's metadata (preprocessing, threshold, ...) with the engine's
+    precision, plus what the engine is bound to (TensorRT version, GPU) and came from (ONNX sha256)."""
+    side = dict(info.meta)
+    side["precision"] = precision
+    side["tensorrt"] = {
+        "schema": 1, "version": str(trt_version), "device": device["name"], "compute_capability": device["compute_capability"],
+        "onnx": str(info.path), "onnx_sha256": sha256_file(info.path), "how": how, "dynamic_batch": info.dynamic_batch,
+        "engine_bytes": int(engine_bytes), "built": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    side["tensorrt"].update(build)
+    return side
+
+
 # -- the build ------------------------------------------------------------------------------------
 class _Heartbeat:
     """A line every `every` seconds while TensorRT builds (minutes on a Jetson, silent otherwise)."""
@@ -179,32 +194,25 @@ def build_engine(onnx_path, engine_path, precision: Optional[str] = "fp16", work
     if major < 11:
         _precision_flags_pre11(trt, builder, network, config, precision, how, major)
     _batch_profile(trt, builder, network, config, max_batch)
-    calibrator = _attach_calibrator(trt, builder, config, info, engine_path, calib_data) if how == "calibrate" else None
+    calibrator = _attach_calibrator(trt, builder, config, info, engine_path, calib_data) if how == "calibrate" else None  # noqa: F841
     if dla_core is not None:
         _use_dla(trt, builder, config, dla_core, precision)
-    cache = _load_timing_cache(config, timing_cache)
+    # calibrator and timing stay referenced to the end: TensorRT holds only raw pointers to them.
+    timing = _load_timing_cache(config, timing_cache)
 
     t0 = time.monotonic()
     with _Heartbeat("building"):
         plan = builder.build_serialized_network(network, config)
-    del calibrator  # held until here: TensorRT keeps only a raw pointer to it during the build
     if plan is None:
         raise EdgeanoError(f"TensorRT could not build an engine from {info.path} (see the TensorRT errors above)")
     seconds = time.monotonic() - t0
     if timing_cache:
-        write_bytes(timing_cache, bytes(cache.serialize()))
+        write_bytes(timing_cache, bytes(timing.serialize()))  # the attached cache, updated by the build
         log(f"  saved timing cache {timing_cache}")
 
     data = bytes(plan)
-    side = dict(info.meta)
-    side["precision"] = precision
-    side["tensorrt"] = {
-        "schema": 1, "version": trt.__version__, "device": dev["name"], "compute_capability": dev["compute_capability"],
-        "onnx": str(info.path), "onnx_sha256": sha256_file(info.path), "how": how, "max_batch": max_batch,
-        "dynamic_batch": info.dynamic_batch, "dla_core": dla_core, "workspace_gib": workspace_gib,
-        "engine_bytes": len(data), "build_seconds": round(seconds, 1),
-        "built": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    side = make_sidecar(info, precision, how, trt.__version__, dev, len(data), max_batch=max_batch, dla_core=dla_core,
+                        workspace_gib=workspace_gib, build_seconds=round(seconds, 1))
     write_bytes(engine_path, data)  # engine first: a sidecar never describes a missing engine
     write_json(sidecar_path(engine_path), side)
     log(f"wrote {engine_path} ({len(data) / 1e6:.1f} MB) and {sidecar_path(engine_path).name} in {seconds:.0f} s")
