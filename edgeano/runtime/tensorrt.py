@@ -134,7 +134,8 @@ class _Logger:
 class TensorRTRunner:
     """Runs a serialized engine. `meta` is the sidecar: the artifact metadata + a `tensorrt` section."""
 
-    def __init__(self, engine_path, device: int = 0, check_device: bool = True):
+    def __init__(self, engine_path, device: int = 0, check_device: bool = True, threads=None, providers=None):
+        # threads/providers are ONNX Runtime options; accepted so callers can pass one set of options.
         self.path = Path(engine_path)
         if not self.path.is_file():
             raise EdgeanoError(f"engine file not found: {self.path}")
