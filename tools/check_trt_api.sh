@@ -29,7 +29,10 @@ allowed() { grep -vE '^[[:space:]]*(#|$)' "$allow_file" | sed 's/#.*//' | awk -v
 
 fail=0
 for v in "${versions[@]}"; do
-  out=$("$api/trt-python" "$v" "$api/check.py" "${files[@]}" || true)
+  out=$("$api/trt-python" "$v" "$api/check.py" "${files[@]}" 2>&1 || true)
+  if ! printf '%s\n' "$out" | grep -q "^TensorRT $v\$"; then
+    fail=1; echo "FAIL TensorRT $v: check.py did not run ($(printf '%s\n' "$out" | tail -n1))"; continue
+  fi
   missing=$(printf '%s\n' "$out" | awk '$1=="MISSING" {print $2}' | sort -u)
   allow=$(allowed "$v")
   bad=$(comm -23 <(printf '%s\n' "$missing" | sed '/^$/d') <(printf '%s\n' "$allow" | sed '/^$/d'))
