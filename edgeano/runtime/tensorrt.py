@@ -12,8 +12,10 @@ Never imports torch or onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -71,6 +73,22 @@ def import_tensorrt(for_what: str = "this"):
         raise EdgeanoError(f"{for_what} needs TensorRT, which is not installed here ({str(e).splitlines()[0][:120]}); "
                            f"on a Jetson it comes with JetPack, on a desktop: pip install tensorrt")
     return trt
+
+
+@contextlib.contextmanager
+def cuda_context(index: int = 0):
+    """Make device `index`'s primary context (the one TensorRT's CUDA runtime uses) current for
+    pycuda calls in this thread, e.g. the calibrator's buffers during a build."""
+    import pycuda.driver as cuda
+
+    cuda.init()
+    ctx = cuda.Device(index).retain_primary_context()
+    ctx.push()
+    try:
+        yield ctx
+    finally:
+        cuda.Context.pop()
+        ctx.detach()
 
 
 # -- sidecar: what the engine was built from and for ---------------------------------------------
@@ -144,6 +162,7 @@ class TensorRTRunner:
         import pycuda.driver as cuda
 
         self._trt, self._cuda = trt, cuda
+        self._lock = threading.Lock()  # one context + one set of buffers: one call at a time
         dev = device_info(device)
         stale = check_sidecar(self.meta, trt.__version__, dev, self.path) if check_device else None
         if stale:
@@ -211,6 +230,10 @@ class TensorRTRunner:
             raise EdgeanoError(f"{self.path}: input {tuple(x.shape)} does not fit the engine "
                                f"(batch 1..{self.max_batch}, {self.input_shape[1:]})")
         cuda = self._cuda
+        with self._lock:
+            return self._infer_locked(cuda, x, n)
+
+    def _infer_locked(self, cuda, x: np.ndarray, n: int) -> Dict[str, np.ndarray]:
         self._ctx.push()
         try:
             if self.dynamic:
@@ -238,6 +261,10 @@ class TensorRTRunner:
     def close(self) -> None:
         if getattr(self, "_ctx", None) is None:
             return
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         self._ctx.push()
         try:
             for mem in getattr(self, "device_mem", {}).values():

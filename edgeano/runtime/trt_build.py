@@ -24,7 +24,7 @@ from typing import Dict, Optional, Tuple
 from edgeano.artifact import get_onnx_metadata, load_onnx, preprocess_of, sidecar_path
 from edgeano.errors import EdgeanoError
 from edgeano.fileio import sha256_file, write_bytes, write_json
-from edgeano.runtime.tensorrt import _Logger, device_info, import_tensorrt, trt_major
+from edgeano.runtime.tensorrt import _Logger, cuda_context, device_info, import_tensorrt, trt_major
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -162,15 +162,19 @@ def build_engine(onnx_path, engine_path, precision: Optional[str] = "fp16", work
     """Build, write engine + sidecar atomically, return the sidecar dict. precision None = the ONNX's."""
     info = inspect_onnx(onnx_path)
     import_tensorrt("building an engine")  # one-line error where it is missing
+    dev = device_info()
+    with cuda_context(0):  # the calibrator's pycuda buffers need the context TensorRT builds in
+        return _build(info, Path(engine_path), precision, workspace_gib, dla_core, max_batch, timing_cache, calib_data, dev)
+
+
+def _build(info: OnnxInfo, engine_path: Path, precision, workspace_gib, dla_core, max_batch, timing_cache, calib_data, dev) -> Dict:
     import tensorrt as trt
 
-    dev = device_info()
     major = trt_major(trt.__version__)
     precision, how = resolve_precision(precision, info.precision, trt.__version__, calib_data)
     max_batch = check_batch(info, int(max_batch))
     if workspace_gib <= 0:
         raise EdgeanoError(f"--workspace {workspace_gib}: must be > 0 GiB")
-    engine_path = Path(engine_path)
     log(f"building {precision} engine from {info.path} with TensorRT {trt.__version__} on {dev['name']} "
         f"(sm {dev['compute_capability']}), max batch {max_batch}")
 
