@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edgeano.errors import EdgeanoError
 from edgeano.metrics import auroc, rank_correlation
 from edgeano.runtime.engine import Engine
 
@@ -87,6 +88,8 @@ def build_report(fp32_path: Path, int8_path: Path, normal_frames: Sequence[np.nd
                 if f:
                     frames.append(f[0])
                     labels.append(item.label)
+            if not frames:
+                raise EdgeanoError(f"none of the {len(items)} test images in {eval_dir} could be decoded")
             labels = np.asarray(labels)
             ea, eamap = score_frames(fp32, frames, "eval fp32", progress)
             eb, ebmap = score_frames(int8, frames, "eval int8", progress)
