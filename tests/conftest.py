@@ -45,3 +45,21 @@ def gaussian_onnx(gaussian_run, tmp_path_factory) -> Path:
 
     model, ckpt = load_checkpoint(gaussian_run)
     return export_onnx(model, tmp_path_factory.mktemp("onnx") / "gaussian.onnx", checkpoint_metadata(model, ckpt))
+
+
+TINY_GAN = dict(img_size=32, width=8, nz=16, epochs=2, batch=8, seed=0, progress=False, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def gan_runs(texture_data, tmp_path_factory) -> dict:
+    """Tiny GANomaly and Skip-GANomaly (32 px, width 8, 2 epochs) on `texture_data`: {model: train() result}."""
+    import torch
+
+    from edgeano.train.ganomaly import train
+
+    out, threads = tmp_path_factory.mktemp("gan-runs"), torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets: thread hand-offs cost more than the convs (3-10x on a busy 2-core box)
+    try:
+        return {m: train(m, texture_data, out=out, name="fixture", **TINY_GAN) for m in ("ganomaly", "skip-ganomaly")}
+    finally:
+        torch.set_num_threads(threads)

@@ -69,6 +69,7 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
 
     half = convert_float_to_float16(onnx.load_from_string(model.SerializeToString()), keep_io_types=True,
                                     node_block_list=sorted(kept))
+    _drop_cast_roundtrips(half.graph)
     _topological_sort(half.graph)  # the converter appends its Casts last; checker and TensorRT want order
     meta = dict(meta, precision="fp16", fp16={
         "kept_fp32": sorted(kept), "reasons": kept, "max_fp16": max_fp16, "probe_frames": 0 if x is None else int(len(x)),
@@ -124,10 +125,9 @@ def probe_ranges(model, x: np.ndarray) -> Dict[str, float]:
     opts.log_severity_level = 3
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs() if o.name in owner]
-    inp = sess.get_inputs()[0].name
     peak: Dict[str, float] = {}
-    for i in range(0, len(x), 8):
-        for name, val in zip(names, sess.run(names, {inp: x[i:i + 8]})):
+    for chunk in _batches(sess, x):
+        for name, val in zip(names, _run(sess, names, chunk)):
             v = float(np.max(np.abs(val))) if val.size else 0.0
             node = owner[name]
             peak[node] = max(peak.get(node, 0.0), v)
@@ -141,6 +141,50 @@ def _name_nodes(graph) -> None:
         if not node.name or node.name in used:
             node.name = f"{node.op_type}_{i}"
         used.add(node.name)
+
+
+def _cast_to(node) -> int:
+    return next((a.i for a in node.attribute if a.name == "to"), -1)
+
+
+def _drop_cast_roundtrips(graph) -> None:
+    """The converter wraps every kept node in Cast(fp16) -> Cast(fp32), even between two kept nodes
+    and before a float32 graph output: a value > 65504 would still become inf there, and the score
+    would be rounded to FP16. Rewire X -> Cast16 -> Cast32 -> Y to use X directly (an Identity when Y
+    is a graph output), then drop Casts nobody reads."""
+    from onnx import TensorProto
+
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    replace: Dict[str, str] = {}
+    drop = set()
+    for b in graph.node:
+        a = producer.get(b.input[0]) if b.op_type == "Cast" and _cast_to(b) == TensorProto.FLOAT else None
+        if a is None or a.op_type != "Cast" or _cast_to(a) != TensorProto.FLOAT16:
+            continue
+        if b.output[0] in outputs:
+            b.op_type, b.input[0] = "Identity", a.input[0]
+            del b.attribute[:]
+        else:
+            replace[b.output[0]] = a.input[0]
+            drop.add(id(b))
+    keep = [n for n in graph.node if id(n) not in drop]
+    for n in keep:
+        for i, name in enumerate(n.input):
+            if name in replace:
+                n.input[i] = replace[name]
+    while True:  # dead Casts (their fp16 copy is no longer read)
+        read = {i for n in keep for i in n.input} | outputs
+        dead = [n for n in keep if n.op_type == "Cast" and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        keep = [n for n in keep if n not in dead]
+    live = {o for n in keep for o in n.output} | {i.name for i in graph.input}
+    vis = [v for v in graph.value_info if v.name in live]
+    del graph.node[:]
+    graph.node.extend(keep)
+    del graph.value_info[:]
+    graph.value_info.extend(vis)
 
 
 def _topological_sort(graph) -> None:
@@ -171,12 +215,26 @@ def _session(model):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+def _batches(sess, x: np.ndarray, most: int = 8):
+    """Chunks of x the session accepts: a fixed batch dim (static export) means that many at a time."""
+    dim = sess.get_inputs()[0].shape[0]
+    step = dim if isinstance(dim, int) and dim > 0 else most
+    if isinstance(dim, int) and len(x) < dim:
+        x = np.resize(x, (dim, *x.shape[1:]))  # repeat frames to fill one fixed-size batch
+    return [x[i:i + step] for i in range(0, len(x) - len(x) % step if isinstance(dim, int) else len(x), step)]
+
+
+def _run(sess, names, x: np.ndarray):
+    return sess.run(names, {sess.get_inputs()[0].name: x})
+
+
 def _compare(fp32, fp16, x: np.ndarray) -> Dict:
     a, b = _session(fp32), _session(fp16)
     names = [o.name for o in a.get_outputs()]
-    ra = dict(zip(names, a.run(names, {a.get_inputs()[0].name: x})))
-    rb = dict(zip(names, b.run(names, {b.get_inputs()[0].name: x})))
-    out = {"finite": all(bool(np.isfinite(v).all()) for v in rb.values()), "n": int(len(x))}
+    chunks = _batches(a, x)
+    ra = {k: np.concatenate(v) for k, v in zip(names, zip(*[_run(a, names, c) for c in chunks]))}
+    rb = {k: np.concatenate(v) for k, v in zip(names, zip(*[_run(b, names, c) for c in chunks]))}
+    out = {"finite": all(bool(np.isfinite(v).all()) for v in rb.values()), "n": int(len(ra[names[0]]))}
     if SCORE_OUTPUT in ra:
         s32, s16 = ra[SCORE_OUTPUT].astype(np.float64), rb[SCORE_OUTPUT].astype(np.float64)
         out["score_max_rel"] = float(np.max(np.abs(s16 - s32) / np.maximum(np.abs(s32), 1e-12)))

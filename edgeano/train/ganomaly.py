@@ -28,6 +28,7 @@ from edgeano.data.preprocess import Preprocess, split_every
 from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_text
 from edgeano.models.checkpoint import read_checkpoint, save_checkpoint
+from edgeano.models.dcgan import check_img_size
 from edgeano.models.ganomaly import gan_preprocess
 from edgeano.models.registry import create
 from edgeano.train.adversarial import AdversarialStep, make_discriminator
@@ -77,6 +78,12 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         for k in ("epochs", "batch"):
             if hp[k] < 1:
                 raise EdgeanoError(f"--{k} must be >= 1, got {hp[k]}")
+        try:  # before the run folder exists: a bad size leaves nothing behind
+            check_img_size(int(img_size or DEFAULTS["img_size"]))
+        except ValueError as e:
+            raise EdgeanoError(f"--img-size: {e}")
+        if channels not in (None, 1, 3):
+            raise EdgeanoError(f"channels must be 1 or 3, got {channels}")
         try:
             run_dir = new_run_dir(out, model, name)
         except FileExistsError as e:
@@ -95,10 +102,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
     if not resume:
         size = int(img_size or DEFAULTS["img_size"])
         channels = channels or (1 if _all_gray(train_imgs[:20]) else 3)
-        try:
-            pre = gan_preprocess(size, channels)
-        except ValueError as e:
-            raise EdgeanoError(f"--img-size: {e}")
+        pre = gan_preprocess(size, channels)
         cfg = {"width": int(width or DEFAULTS["width"])}
         if model == "ganomaly":
             cfg["nz"] = int(nz or DEFAULTS["nz"])
