@@ -8,7 +8,7 @@
 #   bash jetson/setup.sh --service       # + systemd unit (edit /etc/edgeano/edgeano.env first)
 #
 # Environment: EDGEANO_VENV (default /opt/edgeano/venv), EDGEANO_SKIP_APT=1 (no apt-get),
-# EDGEANO_ALLOW_NON_JETSON=1 (try anyway on a non-Jetson aarch64/x86 box).
+# EDGEANO_SKIP_PYCUDA=1 (ONNX Runtime only), EDGEANO_ALLOW_NON_JETSON=1 (try on a non-Jetson box).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -81,11 +81,12 @@ PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1
 # numpy < 2: JetPack's cv2 and tensorrt are built against numpy 1.x.
 say "installing edgeano (no torch, no pip OpenCV) into $VENV"
 "$PY" -m pip install --quiet --upgrade "pip<25"
+# pip may print "edgeano requires opencv-python-headless, which is not installed": expected, that is the point
 "$PY" -m pip install --quiet --no-deps "$REPO"
 if [ "$PYVER" = "3.8" ]; then  # JetPack 5: Python 3.8; the last releases that support it
-    "$PY" -m pip install --quiet "numpy>=1.21,<1.25" "click>=8.0,<8.2" "onnx>=1.14,<1.17" "onnxruntime>=1.15,<1.20"
+    "$PY" -m pip install --quiet "numpy>=1.21,<1.25" "click>=8.0,<8.2" "onnx>=1.14,<1.17" "onnxruntime>=1.15,<1.20" "tqdm>=4.60"
 else
-    "$PY" -m pip install --quiet "numpy>=1.21,<2" "click>=8.0" "onnx>=1.14" "onnxruntime>=1.15"
+    "$PY" -m pip install --quiet "numpy>=1.21,<2" "click>=8.0" "onnx>=1.14" "onnxruntime>=1.15" "tqdm>=4.60"
 fi
 for wheel in opencv-python opencv-python-headless opencv-contrib-python; do
     if "$PY" -m pip show --quiet "$wheel" >/dev/null 2>&1; then
@@ -95,7 +96,9 @@ for wheel in opencv-python opencv-python-headless opencv-contrib-python; do
 done
 
 # --- 5. pycuda (TensorRT buffers), built against JetPack's CUDA -------------------------------------
-if ! "$PY" -c "import pycuda.driver" >/dev/null 2>&1; then
+if [ "${EDGEANO_SKIP_PYCUDA:-0}" = "1" ]; then
+    say "skipping pycuda (EDGEANO_SKIP_PYCUDA=1): --backend onnxruntime only"
+elif ! "$PY" -c "import pycuda.driver" >/dev/null 2>&1; then
     if [ -d /usr/local/cuda/bin ]; then
         say "building pycuda against /usr/local/cuda (takes a few minutes)"
         export PATH="/usr/local/cuda/bin:$PATH" CUDA_ROOT=/usr/local/cuda
@@ -111,7 +114,10 @@ say "checks"
 "$PY" - <<'EOF'
 import sys
 sys.modules["torch"] = None  # the runtime must not need torch
-import cv2
+try:
+    import cv2
+except ImportError:
+    sys.exit("error: cv2 is not importable: install JetPack's OpenCV (sudo apt-get install libopencv-python)")
 import edgeano.cli.run  # noqa: F401
 gst = [l.split(":", 1)[1].strip() for l in cv2.getBuildInformation().splitlines() if l.strip().startswith("GStreamer:")]
 print(f"opencv {cv2.__version__} from {cv2.__file__}; GStreamer: {gst[0] if gst else 'NO'}")
