@@ -136,7 +136,9 @@ def test_resume_is_exact_after_ctrl_c_mid_epoch(gan_runs, texture_data, tmp_path
     assert res["epochs"] == TINY_GAN["epochs"]
     _assert_same(_state(gan_runs[name]["last"]), _state(res["last"]))
     rows = list(csv.DictReader(open(res["run_dir"] / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    ref = list(csv.DictReader(open(gan_runs[name]["run_dir"] / "metrics.csv")))
+    loss_cols = ("g", "adv", "con", "enc", "lat", "d", "val_auroc", "heldout_mean")
+    assert [{k: r[k] for k in loss_cols} for r in rows] == [{k: r[k] for k in loss_cols} for r in ref]
 
 
 def test_resume_across_epochs_extends_training(gan_runs, texture_data, tmp_path):
@@ -177,3 +179,19 @@ def test_skip_ganomaly_discriminator_shares_the_scoring_features():
         model.features[0].weight.fill_(0.3)
     maybe_reinit(disc, 0.0)
     assert model.features[0].weight.std().item() > 0  # re-init reached the model's scoring layers too
+
+
+def test_cli_train_prints_where_and_next_step(texture_data, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeano.cli.main import cli
+
+    args = ["train", "--model", "ganomaly", "--data", str(texture_data), "--img-size", "32", "--epochs", "1",
+            "--batch", "16", "--out", str(tmp_path), "--name", "cli"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ganomaly" / "cli" / "weights" / "best.pt").is_file()
+    assert "next: edgeano export" in res.output
+    bad = CliRunner().invoke(cli, args[:-1] + ["cli2", "--img-size", "100"])
+    assert bad.exit_code != 0 and "power of two" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "ganomaly" / "cli2").exists()

@@ -131,7 +131,8 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
 
     n, bs = x_train.shape[0], min(hp["batch"], x_train.shape[0])
     nb = n // bs  # drop the ragged last batch: BatchNorm needs > 1 sample, and batches stay equal
-    state = {"epoch": 0, "step": 0, "perm": None, "best_auroc": float("-inf"), "history": [], "elapsed_s": 0.0, "d_reinits": 0}
+    state = {"epoch": 0, "step": 0, "perm": None, "sums": {}, "best_auroc": float("-inf"), "history": [], "elapsed_s": 0.0,
+             "d_reinits": 0}
     if resume:
         state.update({k: ts[k] for k in state})
     weights_dir = run_dir / "weights"
@@ -144,6 +145,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         tstate = {"hparams": hp, "rng": _get_rng(), **_to_cpu(step.state_dict()),
                   **{k: state[k] for k in ("epoch", "best_auroc", "history", "d_reinits")},
                   "step": state["step"] if mid_epoch else 0, "perm": state["perm"] if mid_epoch else None,
+                  "sums": state["sums"] if mid_epoch else {},
                   "elapsed_s": time.time() - t_start}
         meta = meta or _meta(net, x_held, x_test, test_labels if validate else None, meta_base, device)
         save_checkpoint(weights_dir / "last.pt", net, meta, tstate)
@@ -154,8 +156,8 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         while state["epoch"] < hp["epochs"]:
             epoch = state["epoch"]
             if state["perm"] is None:
-                state["perm"], state["step"] = torch.randperm(n), 0
-            sums: Dict[str, float] = {}
+                state["perm"], state["step"], state["sums"] = torch.randperm(n), 0, {}
+            sums = state["sums"]  # running loss sums of this epoch (kept across a mid-epoch resume)
             net.train(), disc.train()
             bar = _bar(nb, f"epoch {epoch + 1}/{hp['epochs']}", progress, initial=state["step"])
             t_epoch = time.time()
@@ -171,7 +173,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
             bar.close()
-            state["epoch"], state["step"], state["perm"] = epoch + 1, 0, None
+            state["epoch"], state["step"], state["perm"], state["sums"] = epoch + 1, 0, None, {}
             row = {"epoch": epoch + 1, **{k: v / max(nb, 1) for k, v in sums.items()}, "d_reinits": state["d_reinits"]}
             meta = _meta(net, x_held, x_test, test_labels if validate else None, meta_base, device)
             row.update(val_auroc=meta.get("val_auroc", float("nan")), heldout_mean=meta["score_stats"]["mean"],
