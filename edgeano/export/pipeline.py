@@ -3,8 +3,9 @@ PyTorch -> TensorRT engine where TensorRT and a GPU are present. Each step is it
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import click
 import numpy as np
@@ -17,10 +18,19 @@ from edgeano.loaders import is_checkpoint, resolve_model
 FP32_SCORE_RTOL = 1e-4  # issue contract: ONNX Runtime FP32 vs PyTorch, largest relative score difference
 
 
-def parity_frames(ckpt_meta: Dict, data: Optional[str], n: int = 16) -> (List[np.ndarray], str):
-    """Real images for the parity check: --data, else the training folder the checkpoint names,
-    else crops of the bundled texture photo."""
-    for root in (data, ckpt_meta.get("data")):
+def _run_data(ckpt_path: Path) -> Optional[str]:
+    """The training folder a run recorded in runs/<model>/<name>/config.json, if any."""
+    cfg = ckpt_path.parent.parent / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def parity_frames(ckpt_path: Path, data: Optional[str], n: int = 16) -> Tuple[List[np.ndarray], str]:
+    """Real images for the parity check: --data, else the run's training folder, else crops of
+    the bundled texture photo."""
+    for root in (data, _run_data(ckpt_path)):
         if root and Path(root).is_dir():
             ds = load_dataset(root)
             paths = ds.train or [t.path for t in ds.test]
@@ -39,7 +49,7 @@ def check_parity(ref, onnx_path: Path, frames, label: str, rtol: Optional[float]
 
     with Engine.load(onnx_path, backend="onnxruntime") as eng:
         d = compare_engines(ref, eng, frames)
-    msg = f"  {label:<5} vs PyTorch on {d['n']} images: score max rel diff {d['score_max_rel']:.2e} (abs {d['score_max_abs']:.3g})"
+    msg = f"  {label} vs PyTorch on {d['n']} images: score max rel diff {d['score_max_rel']:.2e} (abs {d['score_max_abs']:.3g})"
     if "map_max_abs" in d:
         msg += f", map max abs diff {d['map_max_abs']:.2e} ({d['map_max_rel_to_peak']:.2e} of peak)"
     click.echo(msg)
@@ -90,7 +100,7 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
     meta = checkpoint_metadata(model_obj, ckpt, source_checkpoint=ckpt_path.name)
     export_onnx(model_obj, out_path, meta, opset=opset, dynamic_batch=dynamic_batch)
     click.echo(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
-    frames, where = parity_frames(ckpt.get("meta", {}), data)
+    frames, where = parity_frames(ckpt_path, data)
     click.echo(f"checking against PyTorch on {where}")
     ref = Engine(TorchRunner(model_obj), meta)
     check_parity(ref, out_path, frames, "FP32", FP32_SCORE_RTOL)
