@@ -2,19 +2,23 @@
 
 What stays FP32, and why (the rule, applied to every edgeano model):
 
-1. The scoring head: every node on a path from the last Conv/ConvTranspose/Gemm to the `score`
-   output (ReduceMean/Sub/Pow/Abs/MatMul/ReduceSum/..., and the in-graph Normalize when the score
-   reads the input directly, as Skip-GANomaly's residual does). Scores are small differences of
-   near-equal numbers and sums of squares: in FP16 the differences lose digits (cancellation),
-   their squares underflow below 6e-8, and Mahalanobis-style sums can pass 65504. The head is a
-   handful of cheap elementwise/reduction ops, so FP32 costs nothing measurable.
+1. The scoring head: every node that feeds the `score` output and feeds no Conv/ConvTranspose/Gemm,
+   i.e. what runs after the last convs (ReduceMean/Sub/Pow/Abs/MatMul/ReduceSum/..., the feature
+   pooling of a Gaussian model). Backbone residual Adds and the input Normalize feed later convs,
+   so they are not head. Scores are small differences of near-equal numbers and sums of squares:
+   in FP16 the differences lose digits (cancellation), their squares underflow below 6e-8, and
+   Mahalanobis-style sums can pass 65504. The head is a handful of cheap elementwise/reduction
+   ops, so FP32 costs nothing measurable.
 2. Range: the FP32 graph is run with ONNX Runtime on `frames` (real images) with every float
    intermediate exposed as an output; a node whose output exceeds `max_fp16` (default 6e4, FP16
    max is 65504) in magnitude is kept FP32.
 3. ONNX Runtime's default block list (ops without float16 semantics: TopK, Range, Upsample, ...).
 
 The conversion itself is onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types=True:
-Casts are inserted at the graph boundary and around kept nodes; initializers are cast to FP16).
+Casts are inserted at the graph boundary and around kept nodes; initializers are cast to FP16),
+followed by removing the FP16 round-trips it leaves between two kept nodes and before outputs.
+TensorRT honours the kept-FP32 nodes when the engine is built strongly typed (or with precision
+constraints); a plain --fp16 build may still pick FP16 for them.
 """
 
 from __future__ import annotations
@@ -87,20 +91,32 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
 
 
 def scoring_head(graph, output: str = SCORE_OUTPUT, stop_ops: Iterable[str] = HEAD_STOP_OPS) -> List[str]:
-    """Names of the nodes between the last conv-type nodes and `output` (walking producers back from it)."""
+    """Names of the nodes that feed `output` and no conv: what runs after the last conv-type nodes.
+
+    Walking producers back from `output`, a node is excluded when it is a conv or an ancestor of
+    any conv: that keeps backbone residual Adds and the in-graph Normalize (which feed later convs)
+    in FP16 while every pooling/distance/reduction op of the head stays FP32."""
     producer = {o: n for n in graph.node for o in n.output}
     if output not in producer:
         raise EdgeanoError(f"ONNX graph has no '{output}' output to protect")
     stop = set(stop_ops)
-    seen: Set[str] = set()
+    feeds_conv: Set[str] = set()  # names of nodes upstream of some conv (and the convs themselves)
+    queue = deque(n for n in graph.node if n.op_type in stop)
+    while queue:
+        node = queue.popleft()
+        if node.name in feeds_conv:
+            continue
+        feeds_conv.add(node.name)
+        queue.extend(producer[i] for i in node.input if i in producer)
+    head: Set[str] = set()
     queue = deque([producer[output]])
     while queue:
         node = queue.popleft()
-        if node.name in seen or node.op_type in stop:
+        if node.name in head or node.name in feeds_conv:
             continue
-        seen.add(node.name)
+        head.add(node.name)
         queue.extend(producer[i] for i in node.input if i in producer)
-    return sorted(seen)
+    return sorted(head)
 
 
 def probe_ranges(model, x: np.ndarray) -> Dict[str, float]:
