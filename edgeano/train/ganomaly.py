@@ -264,12 +264,17 @@ def _seed_everything(seed: int) -> None:
 def _get_rng() -> Dict:
     """RNG states as tensors/lists/numbers (torch.load(weights_only=True) safe)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "python": _py_state_to_list(random.getstate())}
+    rng = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+           "python": _py_state_to_list(random.getstate())}
+    if torch.cuda.is_available():  # D re-init on a GPU draws from the CUDA generator
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
 
 
 def _set_rng(rng: Dict) -> None:
     torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     kind, keys, pos, has_gauss, cached = rng["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
