@@ -15,6 +15,7 @@ runs. The form TensorRT accepts everywhere, and how we get it from quantize_stat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import tempfile
@@ -113,9 +114,10 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         level = root.level
         root.setLevel(logging.ERROR)  # quantize_static logs advice at WARNING that is not for our users
         try:
-            quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head,
-                            calibrate_method=_calibrate_method(method), extra_options=extra)
+            with contextlib.redirect_stdout(sys.stderr):  # its histogram calibrators print(): keep stdout ours
+                quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head,
+                                calibrate_method=_calibrate_method(method), extra_options=extra)
         finally:
             root.setLevel(level)
             reader.close()
