@@ -81,6 +81,9 @@ def main(argv=None) -> dict:
         "median_engine_only_ips": round(statistics.median(eng_ips), 1),
         "median_loop_fps": round(statistics.median(loop_fps), 1),
         "loop_over_engine": round(statistics.median(loop_fps) / statistics.median(eng_ips), 3),
+        # each round's loop next to the engine-only run just before it: less sensitive to load drift
+        "loop_over_engine_per_round": [round(lf / e, 3) for lf, e in zip(loop_fps, eng_ips)],
+        "median_loop_over_engine_per_round": round(statistics.median(lf / e for lf, e in zip(loop_fps, eng_ips)), 3),
         "loop_stages_ms_last_round": loop_runs[-1]["stages_ms"],
     }
     if a.rss_frames:

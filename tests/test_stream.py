@@ -203,3 +203,20 @@ def test_roi_outside_frame_gives_one_line(clip, gaussian_onnx):
     r = run_cli(["--model", gaussian_onnx, "--source", clip, "--headless", "--roi", "50,50,64,64"])
     assert r.returncode == 1
     assert "lies outside the 96x80 frame" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_overlay_draws_on_a_copy_with_heatmap_in_the_roi():
+    from edgeano.data.preprocess import Preprocess
+    from edgeano.stream.overlay import MAX_ALPHA, MIN_ALPHA, NG_COLOR, Overlay, heatmap_alpha
+
+    frame = np.full((80, 96, 3), 100, np.uint8)
+    amap = np.zeros((32, 32), np.float32)
+    amap[:16, :16] = 1.0  # hot top-left quarter of the ROI
+    out = Overlay(1.0, Preprocess(size=(32, 32)), normal_ref=0.5).render(frame, 2.0, True, amap, roi=(16, 8, 64, 64), fps=12.0)
+    assert (frame == 100).all()  # the scored frame is never drawn on
+    assert tuple(out[2, 2]) == NG_COLOR  # the NG banner
+    hot, cold = out[30, 30].astype(int), out[60, 70].astype(int)  # inside the ROI: top-left vs bottom-right
+    assert hot[2] > hot[0] and cold[0] > cold[2]  # JET: red where the map is high, blue where low
+    assert (out[75, 5] == 100).all()  # outside the ROI and the text: untouched
+    assert heatmap_alpha(0.5, 1.0, 0.5) == MIN_ALPHA and heatmap_alpha(3.0, 1.0, 0.5) == MAX_ALPHA
+    assert MIN_ALPHA < heatmap_alpha(0.75, 1.0, 0.5) < MAX_ALPHA and heatmap_alpha(5.0, float("inf"), None) == MIN_ALPHA
