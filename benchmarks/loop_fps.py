@@ -60,10 +60,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--frames", type=int, default=600, help="frames per loop round (and engine-only iterations)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's own)")
     ap.add_argument("--rss-frames", type=int, default=0, help="also run this many frames and sample RSS")
     a = ap.parse_args(argv)
     quiet_opencv()
-    engine = open_engine(a.model, backend=a.backend)
+    engine = open_engine(a.model, backend=a.backend, **({"threads": a.threads} if a.threads else {}))
     run_loop(engine, a.video, 30)  # warm-up: sessions, decoder, caches
     eng_ips, eng_pre_ips, loop_fps, loop_runs = [], [], [], []
     for _ in range(a.rounds):
@@ -75,7 +76,7 @@ def main(argv=None) -> dict:
         loop_runs.append(s)
     out = {
         "model": a.model, "artifact": engine.meta.get("model"), "backend": engine.name,
-        "input": list(engine.preprocess.input_shape), "video": a.video, "frames_per_round": a.frames, "rounds": a.rounds,
+        "input": list(engine.preprocess.input_shape), "threads": a.threads, "video": a.video, "frames_per_round": a.frames, "rounds": a.rounds,
         "engine_only_ips": [round(x, 1) for x in eng_ips], "engine_with_pre_ips": [round(x, 1) for x in eng_pre_ips],
         "loop_fps": loop_fps,
         "median_engine_only_ips": round(statistics.median(eng_ips), 1),
@@ -93,6 +94,7 @@ def main(argv=None) -> dict:
         out["long_run"] = {"frames": s["frames"], "seconds": round(time.perf_counter() - t0, 1), "fps": s["fps"],
                            "rss_mb_by_frame": probe.samples, "summary_rss_mb": s.get("rss_mb")}
     engine.close()
+    out["loadavg_end"] = open("/proc/loadavg").read().split()[:3] if sys.platform.startswith("linux") else None
     print(json.dumps(out, indent=2))
     return out
 
