@@ -111,6 +111,9 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     edgeano run --model model.onnx --camera 0
     edgeano run --model model.engine --source csi://0 --save-video out.mp4 --events events.jsonl
     edgeano run --model model.onnx --source clip.mp4 --headless --roi 100,50,320,240
+
+    Exit codes: 0 done (end of file, --max-frames, q, SIGTERM), 130 Ctrl-C, 2 the source will not
+    open or stayed lost after --reconnect-tries, 1 other errors. Outputs are finalised in every case.
     """
     from edgeano.loaders import open_engine
     from edgeano.stream import sinks as sk
