@@ -50,8 +50,15 @@ def histogram_png(labels, scores, path, threshold: Optional[float] = None, title
     """Normal (green) vs anomalous (red) score histograms, with the threshold as a vertical line."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, np.float64)
+    has_t = threshold is not None and np.isfinite(threshold)
+    # Mahalanobis-type scores span decades: a log axis keeps the normal cluster visible.
+    log = bool(s.size and s.min() > 0 and (not has_t or threshold > 0) and s.max() / s.min() > 20)
+    if log:
+        s = np.log10(s)
+        threshold = np.log10(threshold) if has_t else threshold
+        title += " (log10 axis)"
     lo, hi = float(np.min(s)), float(np.max(s))
-    if threshold is not None and np.isfinite(threshold):
+    if has_t:
         lo, hi = min(lo, threshold), max(hi, threshold)
     hi = hi if hi > lo else lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)
@@ -68,12 +75,13 @@ def histogram_png(labels, scores, path, threshold: Optional[float] = None, title
                 overlay = img.copy()
                 cv2.rectangle(overlay, (x0, y0), (max(x0 + 1, x1 - 1), H - M), colour, -1)
                 img = cv2.addWeighted(overlay, 0.55, img, 0.45, 0)
-    if threshold is not None and np.isfinite(threshold):
+    shown = (lambda v: 10 ** v) if log else (lambda v: v)
+    if has_t:
         x, _ = _xy((threshold - lo) / (hi - lo), 0)
         cv2.line(img, (x, M), (x, H - M), BLACK, 1, cv2.LINE_AA)
-        cv2.putText(img, f"threshold {threshold:.4g}", (min(x + 4, W - 150), M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, f"{lo:.4g}", (M - 10, H - M + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, f"{hi:.4g}", (W - M - 30, H - M + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
+        cv2.putText(img, f"threshold {shown(threshold):.4g}", (min(x + 4, W - 150), M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(img, f"{shown(lo):.4g}", (M - 10, H - M + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(img, f"{shown(hi):.4g}", (W - M - 30, H - M + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
     cv2.putText(img, "good", (W - 120, M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, GREEN, 2, cv2.LINE_AA)
     cv2.putText(img, "defect", (W - 120, M + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.45, RED, 2, cv2.LINE_AA)
     return _save(img, path)

@@ -43,6 +43,7 @@ def test_eval_same_on_pytorch_and_onnxruntime(exported, gaussian_run, texture_da
         assert "image AUROC" in r.output
         reports[name] = json.loads(js.read_text())
         assert (tmp_path / name / "eval_roc.png").stat().st_size > 1000
+        assert (tmp_path / name / "eval_scores.png").stat().st_size > 1000
     pt, ox = reports["pt"], reports["onnx"]
     assert pt["backend"].startswith("pytorch") and ox["backend"].startswith("onnxruntime")
     for key in ("image_auroc", "f1_max", "threshold", "n_normal", "n_anomalous", "per_class"):
