@@ -29,17 +29,14 @@ from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
 from edgeano.data.preprocess import split_every
 from edgeano.metrics import auroc, f1_max, roc_curve
-from edgeano.models.gaussian import DEFAULT_LEVELS, GaussianAD, ledoit_wolf, precision_factor
+from edgeano.models.gaussian import DEFAULT_LEVELS, DEFAULT_POOL, POOLS, GaussianAD, ledoit_wolf, precision_factor
 from edgeano.train.gaussian import DEFAULT_SIZE, HOLDOUT_EVERY, extract_features, fit_gaussian, make_preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_LEVELS = tuple(range(9))
-VARIANTS = [  # (levels, pool)
-    (ALL_LEVELS, "avg"), ((1, 2, 3, 4, 5, 6, 7, 8), "avg"), ((1, 2, 3, 4, 5, 6, 7), "avg"),
-    ((2, 3, 4, 5, 6, 7, 8), "avg"), ((3, 4, 5, 6, 7, 8), "avg"), ((4, 5, 6, 7, 8), "avg"), ((5, 6, 7, 8), "avg"),
-    ((3, 4, 5, 6, 7), "avg"), ((8,), "avg"), ((7,), "avg"),
-    (ALL_LEVELS, "avgmax"), ((1, 2, 3, 4, 5, 6, 7, 8), "avgmax"), ((3, 4, 5, 6, 7, 8), "avgmax"), ((1, 2, 3, 4, 5, 6, 7), "avgmax"),
-]
+LEVEL_SETS = [ALL_LEVELS, (1, 2, 3, 4, 5, 6, 7, 8), (3, 4, 5, 6, 7, 8), (5, 6, 7, 8), (8,), (7,),
+              (0, 1, 2, 3, 4, 5, 6, 7), (1, 2, 3, 4, 5, 6, 7), (2, 3, 4, 5, 6, 7), (3, 4, 5, 6, 7), (4, 5, 6, 7), (1, 2, 3, 4, 5, 6)]
+VARIANTS = [(lv, pool) for pool in ("avg", "max", "avgmax") for lv in LEVEL_SETS]  # (levels, pool)
 
 
 def per_class_auroc(labels, defects, scores):
@@ -49,7 +46,7 @@ def per_class_auroc(labels, defects, scores):
             for c in sorted(set(defects[labels == 1]))}
 
 
-def explore(ds, sizes, batch):
+def explore(ds, sizes, batch, cache=None):
     """AUROC of every variant in VARIANTS at every size, from one feature pass per size."""
     train_paths, test_paths = ds.train, [t.path for t in ds.test]
     labels = np.array([t.label for t in ds.test])
@@ -61,8 +58,15 @@ def explore(ds, sizes, batch):
         net, _ = pretrained("efficientnet-lite0", num_classes=0)
         probe.backbone = net
         t0 = time.perf_counter()
-        ftr, used_tr, _ = extract_features(probe, train_paths, batch, desc=f"train {size}")
-        fte, used_te, _ = extract_features(probe, test_paths, batch, desc=f"test {size}")
+        cached = Path(cache) / f"mtd_lite0_{size}.pt" if cache else None
+        if cached and cached.is_file():  # features only depend on (size, weights, data): reuse between sweeps
+            ftr, used_tr, fte, used_te = torch.load(cached, weights_only=True)
+        else:
+            ftr, used_tr, _ = extract_features(probe, train_paths, batch, desc=f"train {size}")
+            fte, used_te, _ = extract_features(probe, test_paths, batch, desc=f"test {size}")
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.save([ftr, used_tr, fte, used_te], cached)
         t_feat = time.perf_counter() - t0
         fit_idx, _ = split_every(len(used_tr), HOLDOUT_EVERY)  # fit on what the trainer fits on
         y = labels[used_te]
@@ -74,6 +78,8 @@ def explore(ds, sizes, batch):
                 tr, te = ftr[lv], fte[lv]
                 if pool == "avg":
                     tr, te = tr[:, :d], te[:, :d]
+                elif pool == "max":
+                    tr, te = tr[:, d:], te[:, d:]
                 mean, cov, _ = ledoit_wolf(tr[fit_idx])
                 w = precision_factor(cov)
                 d2 = (((te - mean) @ w) ** 2).sum(1).numpy()
@@ -82,7 +88,7 @@ def explore(ds, sizes, batch):
             row = {"size": size, "levels": list(levels), "pool": pool, "auroc": round(auroc(y, total_raw), 4),
                    "auroc_level_normalised": round(auroc(y, total_norm), 4)}
             rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
+            print("\n" + json.dumps(row), file=sys.stderr, flush=True)
         print(f"size {size}: feature pass {t_feat:.0f} s", file=sys.stderr)
     return rows
 
@@ -191,9 +197,10 @@ def main(argv=None):
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mtd"))
     ap.add_argument("--explore", action="store_true", help="sweep levels/pooling/size variants instead of the end-to-end run")
     ap.add_argument("--sizes", default="224,256,320", help="--explore: input sizes")
+    ap.add_argument("--cache", default=None, help="--explore: folder to keep extracted features in between sweeps")
     ap.add_argument("--img-size", type=int, default=DEFAULT_SIZE)
     ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)))
-    ap.add_argument("--pool", default="avg", choices=["avg", "avgmax"])
+    ap.add_argument("--pool", default=DEFAULT_POOL, choices=list(POOLS))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="threads for the latency comparison")
     ap.add_argument("--json", default=None, help="also write the JSON here")
@@ -203,7 +210,7 @@ def main(argv=None):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     ds = load_dataset(a.data, need_test=True)
     if a.explore:
-        out = {"dataset": ds.summary(), "variants": explore(ds, [int(s) for s in a.sizes.split(",")], a.batch)}
+        out = {"dataset": ds.summary(), "variants": explore(ds, [int(s) for s in a.sizes.split(",")], a.batch, a.cache)}
     else:
         levels = tuple(int(i) for i in a.levels.split(","))
         out = {"dataset": ds.summary(), **end_to_end(ds, a.img_size, levels, a.pool, a.batch, a.threads, a.roc)}

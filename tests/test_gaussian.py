@@ -91,8 +91,8 @@ def test_train_cli_skips_corrupt_image_and_writes_a_loadable_checkpoint(texture_
     assert meta["n_skipped"] == 1 and meta["n_train"] + meta["n_heldout"] == 40
     assert meta["threshold"]["method"] == "fpr@0.01 held-out normal (n=4)"
     assert meta["train_fingerprint"].startswith("sha256:")
-    # measured 0.92 at 64 px on this set (MTD reaches ~0.95); the defects are small at 64 px
-    assert auroc(labels, scores) > 0.85
+    # measured 0.949 at 64 px on this set (0.92-0.94 on data seeds 1-3); MTD at 224 px: ~0.95
+    assert auroc(labels, scores) > 0.9
     assert meta["test_auroc"] == pytest.approx(auroc(labels, scores), abs=1e-6)
     assert scores[labels == 1].mean() > scores[labels == 0].mean()
 

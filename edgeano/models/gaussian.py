@@ -26,8 +26,9 @@ from edgeano.models.common import AnomalyModel
 from edgeano.models.registry import register
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
-DEFAULT_LEVELS: Tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
-POOLS = ("avg", "avgmax")
+DEFAULT_LEVELS: Tuple[int, ...] = (4, 5, 6, 7)  # stages 4-7, no head: best on MTD (docs/benchmarks/gaussian.md)
+DEFAULT_POOL = "avgmax"
+POOLS = ("avg", "max", "avgmax")  # global pooling of each level's map; avgmax concatenates both
 
 
 def feature_dims(levels: Sequence[int], pool: str = "avg") -> List[int]:
@@ -90,7 +91,7 @@ class GaussianAD(AnomalyModel):
     output_names = ("score",)
 
     def __init__(self, preprocess: Preprocess, backbone: str = DEFAULT_BACKBONE, levels: Sequence[int] = DEFAULT_LEVELS,
-                 pool: str = "avg", dims: Optional[Sequence[int]] = None, padding: str = "same", bn_eps: float = 1e-3):
+                 pool: str = DEFAULT_POOL, dims: Optional[Sequence[int]] = None, padding: str = "same", bn_eps: float = 1e-3):
         super().__init__(preprocess)
         levels = [int(i) for i in levels]
         if backbone not in BACKBONES:
@@ -122,6 +123,8 @@ class GaussianAD(AnomalyModel):
         maps = self.backbone.forward_features(self.normalize(x), self.levels)
         if self.pool == "avg":
             return [m.mean((2, 3)) for m in maps]
+        if self.pool == "max":
+            return [m.amax((2, 3)) for m in maps]
         return [torch.cat([m.mean((2, 3)), m.amax((2, 3))], 1) for m in maps]
 
     @torch.no_grad()

@@ -25,7 +25,7 @@ from edgeano.data.preprocess import Preprocess, split_every
 from edgeano.errors import EdgeanoError
 from edgeano.metrics import auroc, f1_max, threshold_at_fpr
 from edgeano.models.backbones import NORMALIZATION, pretrained
-from edgeano.models.gaussian import DEFAULT_BACKBONE, DEFAULT_LEVELS, GaussianAD
+from edgeano.models.gaussian import DEFAULT_BACKBONE, DEFAULT_LEVELS, DEFAULT_POOL, GaussianAD
 
 DEFAULT_SIZE = 224
 HOLDOUT_EVERY = 10
@@ -82,7 +82,7 @@ def extract_features(model: GaussianAD, items: Sequence[Item], batch: int = 16, 
 
 
 def fit_gaussian(frames_or_paths: Sequence[Item], preprocess: Optional[Preprocess] = None, backbone: str = DEFAULT_BACKBONE,
-                 weights: Optional[str] = None, levels: Sequence[int] = DEFAULT_LEVELS, pool: str = "avg",
+                 weights: Optional[str] = None, levels: Sequence[int] = DEFAULT_LEVELS, pool: str = DEFAULT_POOL,
                  img_size: int = DEFAULT_SIZE, batch: int = 16, device: str = "cpu", holdout_every: int = HOLDOUT_EVERY,
                  fpr: float = FPR) -> Tuple[GaussianAD, Dict]:
     """Fit on good images (BGR uint8 frames and/or paths; unreadable paths are skipped and counted).
