@@ -220,3 +220,12 @@ def test_overlay_draws_on_a_copy_with_heatmap_in_the_roi():
     assert (out[75, 5] == 100).all()  # outside the ROI and the text: untouched
     assert heatmap_alpha(0.5, 1.0, 0.5) == MIN_ALPHA and heatmap_alpha(3.0, 1.0, 0.5) == MAX_ALPHA
     assert MIN_ALPHA < heatmap_alpha(0.75, 1.0, 0.5) < MAX_ALPHA and heatmap_alpha(5.0, float("inf"), None) == MIN_ALPHA
+
+
+def test_loop_restarts_the_file_until_max_frames(clip, gaussian_onnx, tmp_path):
+    r = run_cli(["--model", gaussian_onnx, "--source", clip, "--headless", "--loop", "--max-frames", 40, "--events", tmp_path / "ev.jsonl"])
+    assert r.returncode == 0, r.stderr
+    ev = read_events(tmp_path / "ev.jsonl")
+    assert [e["frame"] for e in ev] == list(range(40))  # 16-frame clip, 2.5 passes, indices count on
+    scores = [e["score"] for e in ev]
+    np.testing.assert_allclose(scores[16:32], scores[:16], rtol=1e-5)  # the second pass scores the same frames

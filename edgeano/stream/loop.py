@@ -26,7 +26,7 @@ import numpy as np
 from edgeano.errors import EdgeanoError
 from edgeano.stream.overlay import Overlay, Roi
 from edgeano.stream.sinks import Scored
-from edgeano.stream.sources import SOURCE_EXIT, open_source
+from edgeano.stream.sources import SOURCE_EXIT
 from edgeano.stream.stats import LoopStats
 
 END = object()  # the capture thread is finished (end of file, or a live source lost for good)
