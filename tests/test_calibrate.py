@@ -84,6 +84,11 @@ def test_graph_is_tensorrt_qdq_with_float_head(calibrated):
         assert name in nodes, f"excluded node {name} missing from the INT8 graph"
         for t in nodes[name].input:
             assert getattr(producer.get(t), "op_type", "") != "DequantizeLinear", f"{name} reads an INT8 tensor"
+    # the systematic INT8 shift of what enters the head is corrected there, in float
+    assert rep["bias_correction"], "no bias correction on the head inputs"
+    for name in rep["bias_correction"]:
+        add = nodes[name]
+        assert add.op_type == "Add" and any(add.output[0] in nodes[h].input for h in head if h in nodes)
     # every convolution runs INT8: activation and weight both come through DequantizeLinear
     convs = [n for n in model.graph.node if n.op_type in FEATURE_OPS]
     assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear" and producer[n.input[1]].op_type == "DequantizeLinear"

@@ -10,7 +10,10 @@ runs. The form TensorRT accepts everywhere, and how we get it from quantize_stat
   itself from the Q scale; 10.x/11 accept this form too;
 - float biases (QuantizeBias=False): TensorRT has no INT32 DequantizeLinear;
 - one Q/DQ pair per consumer (DedicatedQDQPair), the layout NVIDIA's own QAT exports have;
-- the scoring head stays float (see graph.py), and `tensorrt_problems` checks the result.
+- the scoring head stays float (see graph.py), and `tensorrt_problems` checks the result;
+- the systematic INT8 shift of the tensors entering the head is measured on the calibration
+  images and added back in float (bias.py): anomaly scores are distances, and a constant
+  shift of the features moves every one of them.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
+from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
 from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, name_nodes, qdq_summary, tensorrt_problems,
                                       unquantize_head_inputs)
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
@@ -83,7 +87,8 @@ def _stride(n: int, chunk: int = CHUNK) -> int:
     return max(d for d in range(1, min(chunk, n) + 1) if n % d == 0)
 
 
-def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True) -> Dict:
+def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
+                 float_convs: Sequence[str] = ()) -> Dict:
     """The quantization proper: pre-process, calibrate, QDQ, keep the head float. Writes `dst`
     (plain ONNX, metadata untouched) and returns what was done."""
     import onnx
@@ -96,6 +101,8 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         model = onnx.load(str(pre))
         name_nodes(model)
         head = head_nodes(model)
+        # extra float nodes (mixed precision by name prefix, e.g. a sensitive first stage)
+        extra_float = [n.name for n in model.graph.node if float_convs and n.name.startswith(tuple(float_convs))]
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -116,20 +123,23 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         try:
             with contextlib.redirect_stdout(sys.stderr):  # its histogram calibrators print(): keep stdout ours
                 quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + extra_float,
                                 calibrate_method=_calibrate_method(method), extra_options=extra)
         finally:
             root.setLevel(level)
             reader.close()
-        seconds = time.time() - t0
         qmodel = onnx.load(str(qpath))
     rewired = unquantize_head_inputs(qmodel, head)
+    corrected = apply_bias_correction(qmodel, head, measure_bias(model, qmodel, head_input_tensors(qmodel, head), frames,
+                                                                 preprocess, batch, progress))
+    seconds = time.time() - t0
     drop_unused_opsets(qmodel)
     problems = tensorrt_problems(qmodel)
     if problems:  # our own invariant: a file TensorRT cannot parse must never be written
         raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model")
     write_bytes(dst, qmodel.SerializeToString())
     return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "head_inputs_kept_float": rewired,
+            "bias_correction": corrected,
             "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
 
 
@@ -154,7 +164,8 @@ def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DE
         staged = Path(tmp) / dst.name
         done = quantize_qdq(src, staged, frames, preprocess, method, progress)
         calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
-                       "excluded_reason": done["excluded_reason"], "format": "QDQ int8 symmetric, per-channel weights"}
+                       "excluded_reason": done["excluded_reason"], "bias_correction": done["bias_correction"],
+                       "format": "QDQ int8 symmetric, per-channel weights"}
         qmodel = load_onnx(staged)
         set_onnx_metadata(qmodel, dict(meta, precision="int8", calibration=calibration,
                                        threshold=dict(meta["threshold"], note="kept from the FP32 model")))

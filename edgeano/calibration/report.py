@@ -113,6 +113,9 @@ def print_report(r: Dict) -> None:
     print(f"  INT8 convolutions: {q['convolutions_int8']}/{q['convolutions']}; kept float: {len(cal['excluded_nodes'])} head nodes "
           f"({', '.join(cal['excluded_nodes'][:6])}{', ...' if len(cal['excluded_nodes']) > 6 else ''})")
     print(f"    why: {cal['excluded_reason']}")
+    if r.get("bias_correction"):
+        print(f"  bias correction: the mean INT8 shift of {len(r['bias_correction'])} tensors entering the head, "
+              f"measured on the calibration images, is added back in float")
     print(f"  vs FP32 on {n['n']} normal images: pearson {n['pearson']:.4f}, spearman {n['spearman']:.4f}, "
           f"max |diff| {n['max_abs_diff']:.4g} (rel {n['max_rel_diff']:.3g})")
     print(f"  threshold {n['threshold']:.4g} kept from FP32: {n['label_flips']} of {n['n']} normal images change label "
