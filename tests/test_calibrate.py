@@ -89,11 +89,17 @@ def test_graph_is_tensorrt_qdq_with_float_head(calibrated):
     for name in rep["bias_correction"]:
         add = nodes[name]
         assert add.op_type == "Add" and any(add.output[0] in nodes[h].input for h in head if h in nodes)
-    # every convolution runs INT8: activation and weight both come through DequantizeLinear
+    # mixed precision (the Gaussian default): the stride <= 4 stem stays float, every other
+    # convolution runs INT8 (activation and weight both come through DequantizeLinear)
+    assert rep["float_stride"] == 4 and rep["float_nodes"]
+    float_nodes = set(rep["float_nodes"])
     convs = [n for n in model.graph.node if n.op_type in FEATURE_OPS]
-    assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear" and producer[n.input[1]].op_type == "DequantizeLinear"
-                         for n in convs)
-    assert rep["qdq"]["convolutions_int8"] == len(convs)
+    int8 = [n for n in convs if n.name not in float_nodes]
+    assert int8 and all(producer[n.input[0]].op_type == "DequantizeLinear" and producer[n.input[1]].op_type == "DequantizeLinear"
+                        for n in int8)
+    stem = [n for n in convs if n.name in float_nodes]
+    assert stem and all(getattr(producer.get(t), "op_type", "") != "DequantizeLinear" for n in stem for t in n.input[:2])
+    assert rep["qdq"]["convolutions_int8"] == len(int8)
     # symmetric: every zero point is 0
     inits = {i.name: i for i in model.graph.initializer}
     zps = [onnx.numpy_helper.to_array(inits[n.input[2]]) for n in model.graph.node
@@ -105,9 +111,10 @@ def test_python_api_matches_cli_contract(fp32_onnx, texture_data, tmp_path):
     from edgeano.calibration.quantize import calibrate_onnx
 
     out = tmp_path / "sub" / "m.onnx"
-    rep = calibrate_onnx(fp32_onnx, out, texture_data, num=8, method="percentile", progress=False, verbose=False)
+    rep = calibrate_onnx(fp32_onnx, out, texture_data, num=8, method="percentile", progress=False, verbose=False, float_stride=0)
     assert out.is_file() and report_path(out).is_file()
     assert rep["calibration"]["method"] == "percentile" and rep["normal"]["n"] == 8 and "eval" not in rep
+    assert rep["float_nodes"] == [] and rep["qdq"]["convolutions_int8"] == rep["qdq"]["convolutions"]  # all INT8
     assert _files(out.parent) == ["m.onnx", "m.onnx.report.json"]
 
 
@@ -127,6 +134,7 @@ BAD = {
     "empty data": (lambda d, fp, td: [fp, "--data", (d / "empty").mkdir() or d / "empty"], "no images found"),
     "num < 1": (lambda d, fp, td: [fp, "--data", td, "--num", 0], "--num must be >= 1"),
     "unknown method": (lambda d, fp, td: [fp, "--data", td, "--method", "kl"], "unknown calibration method"),
+    "float stride < 0": (lambda d, fp, td: [fp, "--data", td, "--float-stride", -1], "--float-stride must be >= 0"),
     "eval without test/": (lambda d, fp, td: [fp, "--data", td, "--eval", td / "train"], "has no test/ folder"),
 }
 

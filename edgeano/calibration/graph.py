@@ -61,6 +61,30 @@ def head_nodes(model) -> List[str]:
             if n.name in on_output_path and n.name not in feeds_conv and n.op_type not in ("Constant",) + QDQ_OPS]
 
 
+def high_resolution_nodes(model, max_stride: int) -> List[str]:
+    """Nodes whose output is a feature map at 1/max_stride of the input's height or finer (the
+    stem and first stages of a backbone: convolutions and the activations/adds between them, so
+    no Q/DQ pair is left inside the float part). Their INT8 error is what the scores of models that pool early,
+    high-resolution features (the Gaussian model's levels 0-2) cannot absorb; they are also the
+    cheapest part to leave in float relative to their accuracy cost. 0 = none."""
+    import onnx
+
+    if max_stride <= 0:
+        return []
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    in_dims = dims.get(model.graph.input[0].name, [])
+    if len(in_dims) != 4 or not in_dims[2]:
+        return []
+    out = []
+    for n in model.graph.node:
+        d = dims.get(n.output[0]) or []
+        if len(d) == 4 and d[2] and in_dims[2] / d[2] <= max_stride and n.op_type not in ("Constant",) + QDQ_OPS:
+            out.append(n.name)
+    return out
+
+
 def unquantize_head_inputs(model, head: Iterable[str]) -> int:
     """Make every head input read the float tensor instead of a Q->DQ copy of it, then drop the
     Q/DQ nodes nobody reads. quantize_static quantizes a convolution's *output* even when all its

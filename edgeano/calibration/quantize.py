@@ -28,7 +28,7 @@ from typing import Dict, Optional, Sequence
 
 from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
 from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
-from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, name_nodes, qdq_summary, tensorrt_problems,
+from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, name_nodes, qdq_summary, tensorrt_problems,
                                       unquantize_head_inputs)
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
 from edgeano.calibration.report import build_report, print_report
@@ -40,6 +40,12 @@ METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_NUM = 512
 PERCENTILE = 99.999  # of |activation|: clips the rare outliers that would stretch the INT8 step
 CHUNK = 16  # images per range-collection pass: bounds calibration memory to one chunk's activations
+# Mixed precision: nodes at stride <= N (the high-resolution stem) stay float, per model.
+# Measured on MTD (docs/benchmarks/int8.md): the Gaussian model pools features from stride 2 and 4,
+# whose Mahalanobis distances the INT8 error swamps (-1.5 AUROC points even after bias
+# correction); with stride <= 4 in float (~20% of Lite0's MACs) the drop is within +-0.2 points.
+# GANomaly loses < 0.1 point fully INT8, so it keeps every convolution INT8.
+FLOAT_STRIDE = {"gaussian": 4}
 
 
 def default_output(src) -> Path:
@@ -88,7 +94,7 @@ def _stride(n: int, chunk: int = CHUNK) -> int:
 
 
 def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
-                 float_convs: Sequence[str] = ()) -> Dict:
+                 float_stride: int = 0) -> Dict:
     """The quantization proper: pre-process, calibrate, QDQ, keep the head float. Writes `dst`
     (plain ONNX, metadata untouched) and returns what was done."""
     import onnx
@@ -101,8 +107,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         model = onnx.load(str(pre))
         name_nodes(model)
         head = head_nodes(model)
-        # extra float nodes (mixed precision by name prefix, e.g. a sensitive first stage)
-        extra_float = [n.name for n in model.graph.node if float_convs and n.name.startswith(tuple(float_convs))]
+        stem = high_resolution_nodes(model, float_stride)  # mixed precision, see FLOAT_STRIDE
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -123,7 +128,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         try:
             with contextlib.redirect_stdout(sys.stderr):  # its histogram calibrators print(): keep stdout ours
                 quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + extra_float,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + stem,
                                 calibrate_method=_calibrate_method(method), extra_options=extra)
         finally:
             root.setLevel(level)
@@ -138,18 +143,24 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
     if problems:  # our own invariant: a file TensorRT cannot parse must never be written
         raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model")
     write_bytes(dst, qmodel.SerializeToString())
-    return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "head_inputs_kept_float": rewired,
+    return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
+            "head_inputs_kept_float": rewired,
             "bias_correction": corrected,
             "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
 
 
 def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DEFAULT_NUM, method: str = "minmax",
-                   eval_dir: Optional[Path] = None, progress: bool = True, verbose: bool = True) -> Dict:
+                   eval_dir: Optional[Path] = None, progress: bool = True, verbose: bool = True,
+                   float_stride: Optional[int] = None) -> Dict:
     """Calibrate the FP32 edgeano ONNX `src` on up to `num` normal images of `data_dir` and write
-    the INT8 QDQ ONNX `dst` (default `<stem>.int8.onnx`) plus `<dst>.report.json`. Returns the report."""
+    the INT8 QDQ ONNX `dst` (default `<stem>.int8.onnx`) plus `<dst>.report.json`. Returns the report.
+    float_stride: keep convolutions at stride <= this in float (None: the model's FLOAT_STRIDE, 0: none)."""
     src = Path(src)
     dst = Path(dst) if dst else default_output(src)
     meta = validate_inputs(src, dst, data_dir, num, method, eval_dir)
+    if float_stride is not None and int(float_stride) < 0:
+        raise EdgeanoError(f"--float-stride must be >= 0 (0 = every convolution INT8), got {float_stride}")
+    float_stride = FLOAT_STRIDE.get(meta.get("model"), 0) if float_stride is None else int(float_stride)
     from edgeano.artifact import preprocess_of
 
     preprocess = preprocess_of(meta)
@@ -162,9 +173,10 @@ def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DE
               file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="edgeano-int8-", dir=dst.parent if dst.parent.exists() else None) as tmp:
         staged = Path(tmp) / dst.name
-        done = quantize_qdq(src, staged, frames, preprocess, method, progress)
+        done = quantize_qdq(src, staged, frames, preprocess, method, progress, float_stride)
         calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
                        "excluded_reason": done["excluded_reason"], "bias_correction": done["bias_correction"],
+                       "float_stride": float_stride, "float_nodes": done["float_nodes"],
                        "format": "QDQ int8 symmetric, per-channel weights"}
         qmodel = load_onnx(staged)
         set_onnx_metadata(qmodel, dict(meta, precision="int8", calibration=calibration,

@@ -113,6 +113,9 @@ def print_report(r: Dict) -> None:
     print(f"  INT8 convolutions: {q['convolutions_int8']}/{q['convolutions']}; kept float: {len(cal['excluded_nodes'])} head nodes "
           f"({', '.join(cal['excluded_nodes'][:6])}{', ...' if len(cal['excluded_nodes']) > 6 else ''})")
     print(f"    why: {cal['excluded_reason']}")
+    if r.get("float_nodes"):
+        print(f"  mixed precision: {len(r['float_nodes'])} nodes at stride <= {r['float_stride']} kept float "
+              f"(--float-stride {r['float_stride']}; 0 = all INT8)")
     if r.get("bias_correction"):
         print(f"  bias correction: the mean INT8 shift of {len(r['bias_correction'])} tensors entering the head, "
               f"measured on the calibration images, is added back in float")

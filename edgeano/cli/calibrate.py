@@ -14,8 +14,10 @@ from edgeano.cli.common import friendly_errors, next_step
 @click.option("--method", default="minmax", show_default=True, help="Activation ranges: minmax, entropy or percentile.")
 @click.option("--eval", "eval_dir", type=click.Path(), default=None, help="MVTec folder with test/: also report image AUROC FP32 vs INT8.")
 @click.option("--out", type=click.Path(), default=None, help="Output .onnx (default: MODEL.int8.onnx beside MODEL).")
+@click.option("--float-stride", type=int, default=None,
+              help="Keep layers at stride <= N in float (default: per model, 4 for gaussian; 0 = all INT8).")
 @friendly_errors
-def command(model, data, num, method, eval_dir, out):
+def command(model, data, num, method, eval_dir, out, float_stride):
     """Calibrate the FP32 edgeano ONNX MODEL to INT8 (QDQ) on normal images.
 
     Writes the INT8 ONNX and <out>.report.json (score agreement with FP32, label flips under the
@@ -23,5 +25,5 @@ def command(model, data, num, method, eval_dir, out):
     """
     from edgeano.calibration.quantize import calibrate_onnx
 
-    report = calibrate_onnx(model, out, data, num=num, method=method, eval_dir=eval_dir)
+    report = calibrate_onnx(model, out, data, num=num, method=method, eval_dir=eval_dir, float_stride=float_stride)
     next_step(f"edgeano build {report['int8']} --precision int8   (on the device)")
