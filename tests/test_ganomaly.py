@@ -153,6 +153,8 @@ def test_run_folder_errors(gan_runs, texture_data, tmp_path):
     fixture_out = gan_runs["ganomaly"]["run_dir"].parent.parent
     with pytest.raises(EdgeanoError, match="already exists"):
         train("ganomaly", texture_data, out=fixture_out, name="fixture", **TINY_GAN)
+    with pytest.raises(EdgeanoError, match="--epochs must be > 0"):
+        train("ganomaly", texture_data, out=tmp_path, name="bad", **dict(TINY_GAN, epochs=0))
     with pytest.raises(EdgeanoError, match="img-size"):
         train("ganomaly", texture_data, out=tmp_path, name="bad", **dict(TINY_GAN, img_size=48))
 

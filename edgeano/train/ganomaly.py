@@ -69,15 +69,16 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         if ckpt["meta"].get("train_fingerprint") != fingerprint(ds.train):
             raise EdgeanoError(f"{data} is not the data {run_dir} was trained on (fingerprint differs)")
         ts = ckpt["train_state"]
-        hp = dict(ts["hparams"], epochs=int(epochs or ts["hparams"]["epochs"]))
+        hp = dict(ts["hparams"], epochs=int(ts["hparams"]["epochs"] if epochs is None else epochs))
         pre = Preprocess.from_dict(ckpt["preprocess"])
         cfg = dict(ckpt["config"])
     else:
-        hp = {"epochs": int(epochs or DEFAULTS["epochs"]), "batch": int(batch or DEFAULTS["batch"]),
-              "lr": float(lr or DEFAULTS["lr"]), "seed": int(seed)}
-        for k in ("epochs", "batch"):
-            if hp[k] < 1:
-                raise EdgeanoError(f"--{k} must be >= 1, got {hp[k]}")
+        given = {"epochs": epochs, "batch": batch, "lr": lr}
+        hp = {k: (DEFAULTS[k] if v is None else v) for k, v in given.items()}
+        hp = {"epochs": int(hp["epochs"]), "batch": int(hp["batch"]), "lr": float(hp["lr"]), "seed": int(seed)}
+        for k in ("epochs", "batch", "lr"):
+            if hp[k] <= 0:
+                raise EdgeanoError(f"--{k} must be > 0, got {hp[k]}")
         try:  # before the run folder exists: a bad size leaves nothing behind
             check_img_size(int(img_size or DEFAULTS["img_size"]))
         except ValueError as e:
