@@ -36,8 +36,8 @@ from edgeano.fileio import write_bytes
 FP16_MAX = 65504.0
 HEAD_STOP_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "ConvInteger", "QLinearConv"})
 SCORE_OUTPUT = "score"
-REASON_HEAD = "scoring head (nodes after the last conv that feed `score`: cancellation/underflow/overflow risk in FP16)"
-REASON_RANGE = "FP16 range: max |output| {:.4g} > {:.4g} on the sample frames"
+REASON_HEAD = "scoring head (after the last conv, feeds score)"  # why: see rule 1 above
+REASON_RANGE = "FP16 range: max |output| {:.3g} > {:.3g} on probe frames"
 
 
 def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] = None, max_fp16: float = 6.0e4) -> Dict:
