@@ -114,3 +114,22 @@ def test_gaussian_fp16(gaussian_onnx, texture_data, tmp_path):
     d = compare_engines(Engine.load(gaussian_onnx, backend="onnxruntime"), Engine.load(tmp_path / "g16.onnx", backend="onnxruntime"),
                         sample_frames([t.path for t in load_dataset(texture_data).test], 8))
     assert d["score_max_rel"] < FP16_RTOL, d
+
+
+def test_tensor_read_by_two_kept_nodes(tmp_path):
+    """avg + max pooling of one feature map (the Gaussian's default): both heads read one FP16 tensor."""
+    pre = Preprocess(size=(8, 8), color="GRAY", mean=(0.0,), std=(1.0,))
+    w = numpy_helper.from_array(np.full((2, 1, 1, 1), 0.5, np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["feat"], name="conv"),
+             helper.make_node("ReduceMean", ["feat"], ["avg"], name="avg", axes=[1, 2, 3], keepdims=0),
+             helper.make_node("ReduceMax", ["feat"], ["max"], name="max", axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Add", ["avg", "max"], ["score"], name="sum")]
+    graph = helper.make_graph(nodes, "toy2", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    set_onnx_metadata(model, make_metadata("toy", pre, ["score"], {"value": 1.0, "method": "test"}))
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    rep = to_fp16(tmp_path / "two.onnx", tmp_path / "two16.onnx", [np.full((8, 8, 3), 120, np.uint8)])
+    assert set(dict(rep["kept_fp32"])) == {"avg", "max", "sum"} and rep["check"]["score_max_rel"] < 1e-3
+    onnx.checker.check_model(onnx.load(str(tmp_path / "two16.onnx")))  # SSA: one producer per tensor

@@ -73,6 +73,7 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
 
     half = convert_float_to_float16(onnx.load_from_string(model.SerializeToString()), keep_io_types=True,
                                     node_block_list=sorted(kept))
+    _drop_duplicate_casts(half.graph)
     _drop_cast_roundtrips(half.graph)
     _topological_sort(half.graph)  # the converter appends its Casts last; checker and TensorRT want order
     meta = dict(meta, precision="fp16", fp16={
@@ -161,6 +162,21 @@ def _name_nodes(graph) -> None:
 
 def _cast_to(node) -> int:
     return next((a.i for a in node.attribute if a.name == "to"), -1)
+
+
+def _drop_duplicate_casts(graph) -> None:
+    """When one FP16 tensor feeds two kept nodes (e.g. avg and max pooling of the same level), the
+    converter emits the same Cast twice under one output name, which breaks SSA: keep the first."""
+    seen: Dict[str, tuple] = {}
+    keep = []
+    for n in graph.node:
+        sig = (n.op_type, tuple(n.input), _cast_to(n))
+        if n.op_type == "Cast" and n.output[0] in seen and seen[n.output[0]] == sig:
+            continue
+        seen.update({o: sig for o in n.output})
+        keep.append(n)
+    del graph.node[:]
+    graph.node.extend(keep)
 
 
 def _drop_cast_roundtrips(graph) -> None:
