@@ -110,7 +110,8 @@ def main(argv=None) -> dict:
                     out=a.out, name=a.name, resume=a.resume, channels=a.channels, nz=a.nz, width=a.width,
                     time_budget_s=a.budget_min * 60 if a.budget_min else None, progress=sys.stderr.isatty())
         run_dir = res["run_dir"]
-        report.update(epochs_trained=res["epochs"], train_minutes=round((time.time() - t) / 60, 1),
+        report.update(epochs_trained=res["epochs"], train_minutes=round(res["elapsed_s"] / 60, 1),  # all sessions of the run
+                      wall_minutes_this_call=round((time.time() - t) / 60, 1),
                       val_auroc_best_epoch=res["best_auroc"])
     report["run_dir"] = str(run_dir)
     for which in ("last", "best"):
