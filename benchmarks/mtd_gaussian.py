@@ -93,15 +93,43 @@ def explore(ds, sizes, batch, cache=None):
     return rows
 
 
-def latency(fn, x, runs=50, warmup=5):
+def latency_pair(fn_a, fn_b, x_a, x_b, runs=100, warmup=10):
+    """Median/p90 ms of two callables, interleaved run by run so both see the same machine load."""
     for _ in range(warmup):
-        fn(x)
-    ts = []
+        fn_a(x_a)
+        fn_b(x_b)
+    ta, tb = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        fn(x)
-        ts.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": round(statistics.median(ts), 3), "p90_ms": round(float(np.percentile(ts, 90)), 3), "runs": runs}
+        fn_a(x_a)
+        t1 = time.perf_counter()
+        fn_b(x_b)
+        t2 = time.perf_counter()
+        ta.append((t1 - t0) * 1000)
+        tb.append((t2 - t1) * 1000)
+
+    def stats(t):
+        return {"median_ms": round(statistics.median(t), 3), "p90_ms": round(float(np.percentile(t, 90)), 3), "runs": runs}
+
+    return stats(ta), stats(tb)
+
+
+def compare_latency(model, onnx_path, frame, threads):
+    """Batch 1, the same preprocessed frame, `threads` threads each: PyTorch eager vs ONNX Runtime FP32."""
+    from edgeano.runtime.onnxruntime import OnnxRuntimeRunner
+
+    x = model.preprocess.batch([frame])
+    torch.set_num_threads(threads)
+
+    def torch_eager(t):
+        with torch.inference_mode():
+            return model(t)
+
+    ort = OnnxRuntimeRunner(onnx_path, threads=threads)
+    lat_t, lat_o = latency_pair(torch_eager, ort.infer, torch.from_numpy(x), x)
+    return {"threads": threads, "pytorch_eager": lat_t, "onnxruntime_fp32": lat_o,
+            "speedup_ort_vs_torch": round(lat_t["median_ms"] / lat_o["median_ms"], 2),
+            "note": "interleaved runs on a shared 2-core machine with other jobs running: indicative only"}
 
 
 def draw_roc(path, curves):
@@ -113,7 +141,7 @@ def draw_roc(path, curves):
     for k, (label, fpr, tpr, color) in enumerate(curves):
         pts = np.stack([m + fpr * s, m + s - tpr * s], 1).round().astype(np.int32)
         cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
-        cv2.putText(img, label, (m + 10, m + s - 15 - 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+        cv2.putText(img, label, (m + s - 190, m + s - 15 - 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     cv2.putText(img, "FPR", (m + s // 2 - 15, m + s + 35), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "TPR", (5, m + s // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "Gaussian AD (Lite0) on MTD: image ROC", (m, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
@@ -128,8 +156,6 @@ def end_to_end(ds, size, levels, pool, batch, threads, roc_png=None):
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
     from edgeano.models.runner import TorchRunner
     from edgeano.runtime.engine import Engine
-    from edgeano.runtime.onnxruntime import OnnxRuntimeRunner
-
     t0 = time.perf_counter()
     model, meta = fit_gaussian(ds.train, img_size=size, levels=levels, pool=pool, batch=batch)
     t_fit = time.perf_counter() - t0
@@ -163,20 +189,8 @@ def end_to_end(ds, size, levels, pool, batch, threads, roc_png=None):
                          "tpr_test_defect": round(float(np.mean(res["onnxruntime"][np.array(labels) == 1] >= thr)), 4)},
         "score_max_rel_diff_ort_vs_torch": float(np.max(np.abs(res["onnxruntime"] - res["pytorch"]) / np.abs(res["pytorch"]))),
     }
-    # Latency: batch 1, same preprocessed tensor, `threads` threads each.
-    x = engines["pytorch"].preprocess.batch(frames[:1])
-    torch.set_num_threads(threads)
-    xt = torch.from_numpy(x)
-
-    def torch_eager(t):
-        with torch.inference_mode():
-            return model(t)
-
-    ort = OnnxRuntimeRunner(onnx_path, threads=threads)
-    lat_t, lat_o = latency(torch_eager, xt), latency(ort.infer, x)
-    out["latency_batch1"] = {"threads": threads, "pytorch_eager": lat_t, "onnxruntime_fp32": lat_o,
-                             "speedup_ort_vs_torch": round(lat_t["median_ms"] / lat_o["median_ms"], 2),
-                             "note": "shared 2-core machine with other jobs running: indicative only"}
+    out["latency_batch1"] = compare_latency(model, onnx_path, frames[0], threads)
+    out["work_dir"] = str(work)
     if roc_png:
         curves = []
         colors = [(200, 80, 0), (0, 140, 0), (0, 0, 200), (160, 0, 160), (0, 160, 160), (80, 80, 80)]
@@ -203,13 +217,24 @@ def main(argv=None):
     ap.add_argument("--pool", default=DEFAULT_POOL, choices=list(POOLS))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="threads for the latency comparison")
+    ap.add_argument("--latency-only", metavar="CKPT", default=None,
+                    help="only the latency comparison, for an existing checkpoint (e.g. work_dir/best.pt of a full run)")
     ap.add_argument("--json", default=None, help="also write the JSON here")
     ap.add_argument("--roc", default=None, help="write a ROC curve PNG here")
     a = ap.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     ds = load_dataset(a.data, need_test=True)
-    if a.explore:
+    if a.latency_only:
+        from edgeano.export.onnx_export import export_onnx
+        from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
+
+        model, ckpt = load_checkpoint(a.latency_only)
+        onnx_path = export_onnx(model, Path(tempfile.mkdtemp(prefix="mtd_gaussian_")) / "gaussian.onnx", checkpoint_metadata(model, ckpt))
+        frame = read_image(ds.test[0].path)
+        out = {"checkpoint": a.latency_only, "img_size": list(model.preprocess.size),
+               "latency_batch1": compare_latency(model, onnx_path, frame, a.threads)}
+    elif a.explore:
         out = {"dataset": ds.summary(), "variants": explore(ds, [int(s) for s in a.sizes.split(",")], a.batch, a.cache)}
     else:
         levels = tuple(int(i) for i in a.levels.split(","))

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from edgeano.artifact import score_stats
-from edgeano.data.images import read_image
+from edgeano.data.images import read_image, to_bgr8
 from edgeano.data.preprocess import Preprocess, split_every
 from edgeano.errors import EdgeanoError
 from edgeano.metrics import auroc, f1_max, threshold_at_fpr
@@ -63,7 +63,7 @@ def extract_features(model: GaussianAD, items: Sequence[Item], batch: int = 16, 
             frames, idx = [], []
             for i in range(start, min(start + batch, len(items))):
                 it = items[i]
-                img = read_image(it) if isinstance(it, (str, Path)) else it
+                img = read_image(it) if isinstance(it, (str, Path)) else to_bgr8(np.asarray(it))  # gray/alpha frames too
                 if img is None:
                     skipped.append(i)
                 else:
