@@ -159,7 +159,10 @@ def pretrained(name: str, weights: Optional[str] = None, num_classes: int = 1000
     net = EfficientNet(name, num_classes=num_classes, **arch)
     if not num_classes:
         sd = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
-    missing, unexpected = net.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatch: another width/depth (B1..B7, Lite1..4)
+        raise EdgeanoError(f"{path.name} does not fit {name}: {str(e).splitlines()[-1].strip()[:200]}")
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise EdgeanoError(f"{path.name} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected keys "
