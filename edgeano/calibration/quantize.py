@@ -13,7 +13,8 @@ runs. The form TensorRT accepts everywhere, and how we get it from quantize_stat
 - the scoring head stays float (see graph.py), and `tensorrt_problems` checks the result;
 - the systematic INT8 shift of the tensors entering the head is measured on the calibration
   images and added back in float (bias.py): anomaly scores are distances, and a constant
-  shift of the features moves every one of them.
+  shift of the features moves every one of them;
+- optionally (per model, FLOAT_STRIDE) the high-resolution stem stays float too.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Dict, Optional, Sequence
 
 from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
 from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
-from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, name_nodes, qdq_summary, tensorrt_problems,
-                                      unquantize_head_inputs)
+from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, name_nodes,
+                                      qdq_summary, tensorrt_problems, unquantize_head_inputs)
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
 from edgeano.calibration.report import build_report, print_report
 from edgeano.data.datasets import load_dataset
