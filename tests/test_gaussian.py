@@ -88,8 +88,9 @@ def test_train_cli_skips_corrupt_image_and_writes_a_loadable_checkpoint(texture_
 
     scores, labels, ck = _test_scores(ckpt, data)
     meta = ck["meta"]
-    assert meta["n_skipped"] == 1 and meta["n_train"] + meta["n_heldout"] == 40
-    assert meta["threshold"]["method"] == "fpr@0.01 held-out normal (n=4)"
+    assert meta["n_skipped"] == 1 and meta["n_train"] == 40
+    assert meta["threshold"]["method"] == "fpr@0.01 out-of-fold normal (10-fold, n=40)"
+    assert meta["score_stats"]["n"] == 40  # every good image has an out-of-fold score
     assert meta["train_fingerprint"].startswith("sha256:")
     # measured 0.949 at 64 px on this set (0.92-0.94 on data seeds 1-3); MTD at 224 px: ~0.95
     assert auroc(labels, scores) > 0.9
@@ -131,7 +132,7 @@ def test_fit_gaussian_on_frames_is_what_the_demo_calls(texture_data):
     frames = [read_image(p) for p in ds.train[:20]]
     frames[1] = frames[1][:, :, 0]  # a camera may hand over grayscale frames
     model, meta = fit_gaussian(frames, img_size=64)
-    assert (meta["n_train"], meta["n_heldout"], meta["n_skipped"]) == (18, 2, 0)
+    assert (meta["n_train"], meta["threshold_folds"], meta["n_skipped"]) == (20, 10, 0)
     assert meta["threshold"]["value"] >= meta["score_stats"]["max"]
 
 
