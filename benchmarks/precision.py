@@ -38,7 +38,8 @@ from edgeano.runtime.engine import Engine  # noqa: E402
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtd"
 
 
-def make_variants(src: Path, data: Path, num: int, method: str, workdir: Path, float_stride=None) -> dict:
+def make_variants(src: Path, data: Path, num: int, method: str, workdir: Path, float_stride=None,
+                  bias_correction: bool = True) -> dict:
     paths = {"fp32": src}
     try:
         from edgeano.export.fp16 import to_fp16
@@ -52,7 +53,8 @@ def make_variants(src: Path, data: Path, num: int, method: str, workdir: Path, f
     paths["int8"] = workdir / f"{src.stem}.int8.{method}.onnx"
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the JSON document
-        report = calibrate_onnx(src, paths["int8"], data, num=num, method=method, float_stride=float_stride)
+        report = calibrate_onnx(src, paths["int8"], data, num=num, method=method, float_stride=float_stride,
+                                bias_correction=bias_correction)
     report["wall_seconds"] = round(time.time() - t0, 1)
     return {"paths": paths, "int8_report": report}
 
@@ -111,6 +113,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--num", type=int, default=512, help="INT8 calibration images.")
     ap.add_argument("--method", default="minmax", help="INT8 calibration method: minmax, entropy, percentile.")
     ap.add_argument("--float-stride", type=int, default=None, help="INT8: layers at stride <= N stay float (default: per model).")
+    ap.add_argument("--no-bias-correction", action="store_true", help="INT8 ablation: skip the head-input bias correction.")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for the latency runs.")
@@ -119,10 +122,12 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     workdir = args.workdir or args.onnx.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    made = make_variants(args.onnx, args.data, args.num, args.method, workdir, args.float_stride)
+    made = make_variants(args.onnx, args.data, args.num, args.method, workdir, args.float_stride,
+                         not args.no_bias_correction)
     result = {
         "onnx": str(args.onnx), "data": str(args.data), "method": args.method, "num": args.num,
         "float_stride": made["int8_report"].get("float_stride"),
+        "bias_correction": not args.no_bias_correction,
         "auroc": evaluate(made["paths"], args.data),
         "latency_cpu": latency(made["paths"], args.data, args.rounds, args.iters, args.threads),
         "int8_report": made["int8_report"],

@@ -95,7 +95,7 @@ def _stride(n: int, chunk: int = CHUNK) -> int:
 
 
 def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
-                 float_stride: int = 0) -> Dict:
+                 float_stride: int = 0, bias_correction: bool = True) -> Dict:
     """The quantization proper: pre-process, calibrate, QDQ, keep the head float. Writes `dst`
     (plain ONNX, metadata untouched) and returns what was done."""
     import onnx
@@ -136,8 +136,10 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
             reader.close()
         qmodel = onnx.load(str(qpath))
     rewired = unquantize_head_inputs(qmodel, head)
-    corrected = apply_bias_correction(qmodel, head, measure_bias(model, qmodel, head_input_tensors(qmodel, head), frames,
-                                                                 preprocess, batch, progress))
+    corrected = []
+    if bias_correction:
+        corrected = apply_bias_correction(qmodel, head, measure_bias(model, qmodel, head_input_tensors(qmodel, head), frames,
+                                                                     preprocess, batch, progress))
     seconds = time.time() - t0
     drop_unused_opsets(qmodel)
     problems = tensorrt_problems(qmodel)
@@ -152,10 +154,11 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
 
 def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DEFAULT_NUM, method: str = "minmax",
                    eval_dir: Optional[Path] = None, progress: bool = True, verbose: bool = True,
-                   float_stride: Optional[int] = None) -> Dict:
+                   float_stride: Optional[int] = None, bias_correction: bool = True) -> Dict:
     """Calibrate the FP32 edgeano ONNX `src` on up to `num` normal images of `data_dir` and write
     the INT8 QDQ ONNX `dst` (default `<stem>.int8.onnx`) plus `<dst>.report.json`. Returns the report.
-    float_stride: keep convolutions at stride <= this in float (None: the model's FLOAT_STRIDE, 0: none)."""
+    float_stride: keep layers at stride <= this in float (None: the model's FLOAT_STRIDE, 0: none).
+    bias_correction=False only for ablations (docs/benchmarks/int8.md): it costs accuracy."""
     src = Path(src)
     dst = Path(dst) if dst else default_output(src)
     meta = validate_inputs(src, dst, data_dir, num, method, eval_dir)
@@ -174,7 +177,7 @@ def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DE
               file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="edgeano-int8-", dir=dst.parent if dst.parent.exists() else None) as tmp:
         staged = Path(tmp) / dst.name
-        done = quantize_qdq(src, staged, frames, preprocess, method, progress, float_stride)
+        done = quantize_qdq(src, staged, frames, preprocess, method, progress, float_stride, bias_correction)
         calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
                        "excluded_reason": done["excluded_reason"], "bias_correction": done["bias_correction"],
                        "float_stride": float_stride, "float_nodes": done["float_nodes"],
