@@ -193,3 +193,19 @@ def test_bias_correction_removes_the_systematic_shift(fp32_onnx, texture_data, t
         with Engine.load(out) as eng:
             shift[corrected] = abs(float(np.median(eng.score(frames).scores - base)))
     assert shift[True] < 0.7 * shift[False], shift  # measured 0.074 vs 0.135; the rest is random error (distances only grow)
+
+
+def test_calibrate_needs_no_torch(fp32_onnx, texture_data, tmp_path):
+    """Calibration is ONNX Runtime only, so it also runs where torch is not installed (a device)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "nt.onnx"
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edgeano.cli.main import main\n"
+            f"sys.argv = ['edgeano', 'calibrate', {str(fp32_onnx)!r}, '--data', {str(texture_data)!r}, '--num', '4', "
+            f"'--float-stride', '0', '--out', {str(out)!r}]\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.is_file() and read_onnx_metadata(out)["precision"] == "int8"
