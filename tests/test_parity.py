@@ -5,9 +5,8 @@ Each case loads the artifact the way a user does (`Engine.load(path)`) and compa
 MTD in the `data` variant). FP32/FP16 compare raw scores and maps; INT8 compares the ranking
 (Spearman, AUROC), since 8-bit activations shift raw values by design.
 
-Models: the Gaussian model (`gaussian_run` fixture) and GANomaly (32 px, trained 2 epochs on the
-texture set with edgeano.train.ganomaly when that module is present, else untrained with seed 0;
-skipped when edgeano.models.ganomaly is absent).
+Models: the Gaussian model (`gaussian_run` fixture), GANomaly and Skip-GANomaly (`gan_runs`:
+32 px, width 8, trained 2 epochs on the texture set with edgeano.train.ganomaly).
 """
 
 from __future__ import annotations
@@ -54,27 +53,6 @@ CASES = [pytest.param(b, p, id=f"{b}-{p}", marks=[pytest.mark.tensorrt] if b == 
 
 
 # -- models and artifacts ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ganomaly_ckpt(texture_data, tmp_path_factory):
-    pytest.importorskip("edgeano.models.ganomaly", reason="GANomaly model not in this tree yet")
-    out = tmp_path_factory.mktemp("gan_runs")
-    try:
-        from edgeano.train.ganomaly import train
-    except ImportError:
-        train = None
-    if train is not None:
-        return Path(train("ganomaly", str(texture_data), img_size=32, epochs=2, batch=16, out=str(out), name="parity",
-                          nz=16, width=16, progress=False, quiet=True)["best"])
-    import torch
-
-    from edgeano.models.checkpoint import save_checkpoint
-    from edgeano.models.ganomaly import GANomaly, gan_preprocess
-
-    torch.manual_seed(0)
-    model = GANomaly(gan_preprocess(32), nz=16, width=16).eval()
-    return save_checkpoint(out / "untrained.pt", model, {"threshold": {"value": 1.0, "method": "untrained"}})
-
-
 class Artifacts:
     """PyTorch reference + the ONNX of each precision for one checkpoint, made once per module."""
 
@@ -124,7 +102,11 @@ def artifacts(request, gaussian_run, texture_data, tmp_path_factory):
 
     def get(name: str) -> Artifacts:
         if name not in made:
-            ckpt = gaussian_run if name == "gaussian" else request.getfixturevalue("ganomaly_ckpt")
+            if name == "gaussian":
+                ckpt = gaussian_run
+            else:
+                pytest.importorskip("edgeano.train.ganomaly", reason="GANomaly trainer not in this tree")
+                ckpt = Path(request.getfixturevalue("gan_runs")[name]["best"])
             made[name] = Artifacts(ckpt, texture_data, tmp_path_factory.mktemp(f"parity_{name}"))
         return made[name]
 
@@ -167,7 +149,7 @@ def check_against_torch(ref: Engine, eng: Engine, frames, labels, tol) -> None:
             assert r >= tol["map_corr"], f"map correlation {r:.4f} < {tol['map_corr']}"
 
 
-@pytest.mark.parametrize("model", ["gaussian", "ganomaly"])
+@pytest.mark.parametrize("model", ["gaussian", "ganomaly", "skip-ganomaly"])
 @pytest.mark.parametrize("backend,precision", CASES)
 def test_engine_matches_pytorch(backend, precision, model, artifacts, texture_data):
     if backend == "tensorrt":
