@@ -19,6 +19,9 @@ MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
 @click.option("--epochs", type=int, default=None, help="GANomaly family: epochs.")
 @click.option("--batch", type=int, default=None, help="Batch size.")
 @click.option("--lr", type=float, default=None, help="GANomaly family: Adam learning rate (default 2e-4).")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="GANomaly family: image channels (default: 1 for gray data, else 3).")
+@click.option("--nz", type=int, default=None, help="GANomaly family: latent size (default 100).")
+@click.option("--width", type=int, default=None, help="GANomaly family: base conv width (default 64, as in the papers).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--resume", is_flag=True, help="GANomaly family: continue the named run from last.pt.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(), help="Runs folder.")
@@ -27,6 +30,15 @@ MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
 @friendly_errors
 def command(model, **opts):
     """Train MODEL on the good images in --data."""
+    from edgeano.errors import EdgeanoError
     from edgeano.train import run_training
 
+    gan_only = {k: v for k, v in opts.items() if k in ("channels", "nz", "width") and v is not None}
+    if model == "gaussian" and gan_only:
+        raise EdgeanoError(f"--{', --'.join(gan_only)}: GANomaly-family options; the Gaussian model has no such setting")
+    if model == "gaussian":
+        for k in ("channels", "nz", "width"):
+            opts.pop(k)
+    elif opts["channels"] is not None:
+        opts["channels"] = int(opts["channels"])
     run_training(model, **opts)

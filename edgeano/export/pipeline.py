@@ -113,8 +113,12 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
         rep = to_fp16(out_path, p16, frames)
         kept = rep.get("kept_fp32", [])
         click.echo(f"wrote {p16} (FP16, inputs/outputs float32)")
-        if kept:
-            click.echo(f"  kept in FP32 ({len(kept)} nodes): " + "; ".join(f"{n} ({why})" for n, why in kept[:8]) + (" ..." if len(kept) > 8 else ""))
+        by_reason: Dict[str, List[str]] = {}
+        for node, why in kept:
+            by_reason.setdefault(why, []).append(node)
+        for why, nodes in by_reason.items():
+            shown = ", ".join(nodes[:8]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 8 else "")
+            click.echo(f"  kept in FP32, {why}: {shown}")
         check_parity(ref, p16, frames, "FP16", None)
         outputs["fp16"] = p16
     if int8:
