@@ -179,7 +179,7 @@ def end_to_end(ds, size, levels, pool, batch, threads, roc_png=None):
     thr = meta["threshold"]["value"]
     out = {
         "config": {"backbone": "efficientnet-lite0", "img_size": size, "levels": list(levels), "pool": pool},
-        "n_train_fit": meta["n_train"], "n_heldout": meta["n_heldout"], "n_test": len(frames),
+        "n_train_fit": meta["n_train"], "threshold_folds": meta["threshold_folds"], "n_test": len(frames),
         "fit_seconds": round(t_fit, 1),
         "auroc": {k: round(auroc(labels, v), 4) for k, v in res.items()},
         "per_class_auroc": per_class_auroc(labels, defects, res["onnxruntime"]),

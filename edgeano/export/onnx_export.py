@@ -36,7 +36,7 @@ def export_onnx(model: AnomalyModel, path, meta: Dict, opset: int = DEFAULT_OPSE
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(OutputTuple(model), (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+        torch.onnx.export(OutputTuple(model).eval(), (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=names, dynamic_axes=dyn, do_constant_folding=True)
     proto = onnx.load_from_string(buf.getvalue())
     meta = dict(meta, opset=opset, dynamic_batch=bool(dynamic_batch))
