@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -66,7 +66,6 @@ def histogram_png(labels, scores, path, threshold: Optional[float] = None, title
     ha = np.histogram(s[y], edges)[0]
     top = max(int(hn.max(initial=0)), int(ha.max(initial=0)), 1)
     img = _canvas(title)
-    bw = (W - 1.5 * M) / bins
     for counts, colour in ((hn, GREEN), (ha, RED)):
         for i, c in enumerate(counts):
             if c:

@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Dict, Iterable, List, Set
 
+from edgeano.onnx_graph import head_nodes as shared_head_nodes
+from edgeano.onnx_graph import producers
+
 FEATURE_OPS = ("Conv", "ConvTranspose")  # the compute INT8 is for
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 HEAD_REASON = ("scoring head: after the last convolution on the way to the outputs (distances, squares and "
@@ -35,30 +38,14 @@ def name_nodes(model) -> None:
 
 
 def _producers(model) -> Dict[str, object]:
-    return {out: node for node in model.graph.node for out in node.output}
-
-
-def _ancestors(model, start_nodes: Iterable, producers: Dict[str, object]) -> Set[str]:
-    """Names of `start_nodes` and every node they depend on."""
-    seen: Set[str] = set()
-    stack = list(start_nodes)
-    while stack:
-        node = stack.pop()
-        if node.name in seen:
-            continue
-        seen.add(node.name)
-        stack.extend(producers[t] for t in node.input if t in producers)
-    return seen
+    return producers(model.graph)
 
 
 def head_nodes(model) -> List[str]:
     """Names of the scoring-head nodes (see module doc), in graph order. Needs named nodes."""
-    producers = _producers(model)
-    feeds_conv = _ancestors(model, [n for n in model.graph.node if n.op_type in FEATURE_OPS], producers)
-    outputs = [producers[o.name] for o in model.graph.output if o.name in producers]
-    on_output_path = _ancestors(model, outputs, producers)
-    return [n.name for n in model.graph.node
-            if n.name in on_output_path and n.name not in feeds_conv and n.op_type not in ("Constant",) + QDQ_OPS]
+    op = {n.name: n.op_type for n in model.graph.node}
+    outputs = [o.name for o in model.graph.output]
+    return [n for n in shared_head_nodes(model.graph, outputs, FEATURE_OPS) if op[n] not in ("Constant",) + QDQ_OPS]
 
 
 def high_resolution_nodes(model, max_stride: int) -> List[str]:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
 from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias

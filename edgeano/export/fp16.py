@@ -23,7 +23,6 @@ constraints); a plain --fp16 build may still pick FP16 for them.
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set
 
@@ -32,6 +31,7 @@ import numpy as np
 from edgeano.artifact import get_onnx_metadata, load_onnx, preprocess_of, set_onnx_metadata
 from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_bytes
+from edgeano.onnx_graph import head_nodes, producers
 
 FP16_MAX = 65504.0
 HEAD_STOP_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "ConvInteger", "QLinearConv"})
@@ -92,32 +92,12 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
 
 
 def scoring_head(graph, output: str = SCORE_OUTPUT, stop_ops: Iterable[str] = HEAD_STOP_OPS) -> List[str]:
-    """Names of the nodes that feed `output` and no conv: what runs after the last conv-type nodes.
-
-    Walking producers back from `output`, a node is excluded when it is a conv or an ancestor of
-    any conv: that keeps backbone residual Adds and the in-graph Normalize (which feed later convs)
-    in FP16 while every pooling/distance/reduction op of the head stays FP32."""
-    producer = {o: n for n in graph.node for o in n.output}
-    if output not in producer:
+    """Names of the nodes that feed `output` and no conv: what runs after the last conv-type nodes
+    (the rule in edgeano/onnx_graph.py: backbone residual Adds and the in-graph Normalize feed
+    later convs and stay FP16; every pooling/distance/reduction op of the head stays FP32)."""
+    if output not in producers(graph):
         raise EdgeanoError(f"ONNX graph has no '{output}' output to protect")
-    stop = set(stop_ops)
-    feeds_conv: Set[str] = set()  # names of nodes upstream of some conv (and the convs themselves)
-    queue = deque(n for n in graph.node if n.op_type in stop)
-    while queue:
-        node = queue.popleft()
-        if node.name in feeds_conv:
-            continue
-        feeds_conv.add(node.name)
-        queue.extend(producer[i] for i in node.input if i in producer)
-    head: Set[str] = set()
-    queue = deque([producer[output]])
-    while queue:
-        node = queue.popleft()
-        if node.name in head or node.name in feeds_conv:
-            continue
-        head.add(node.name)
-        queue.extend(producer[i] for i in node.input if i in producer)
-    return sorted(head)
+    return sorted(head_nodes(graph, [output], stop_ops))
 
 
 def probe_ranges(model, x: np.ndarray) -> Dict[str, float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
