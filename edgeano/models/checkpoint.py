@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -19,7 +18,7 @@ from edgeano.artifact import make_metadata
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
 from edgeano.fileio import atomic_path
-from edgeano.models.common import AnomalyModel
+from edgeano.models.common import AnomalyModel, load_torch_file
 from edgeano.models.registry import create
 
 FORMAT = "edgeano-checkpoint"
@@ -46,12 +45,7 @@ def save_checkpoint(path, model: AnomalyModel, meta: Dict[str, Any], train_state
 def read_checkpoint(path) -> Dict[str, Any]:
     """torch.load(weights_only=True) with one-line errors for missing/corrupt/foreign files."""
     path = Path(path)
-    if not path.is_file():
-        raise EdgeanoError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as e:
-        raise EdgeanoError(f"{path} is not a readable edgeano checkpoint (truncated or wrong file?): {type(e).__name__}")
+    ckpt = load_torch_file(path, "edgeano checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise EdgeanoError(f"{path} is not an edgeano checkpoint (train one with `edgeano train`)")
     if ckpt.get("version", 0) > VERSION:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import nn
 
 from edgeano.data.preprocess import Preprocess
+from edgeano.errors import EdgeanoError
+
+# what torch.load raises for truncated, foreign or pickled-module files under weights_only=True
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError)
+
+
+def load_torch_file(path, what: str) -> Any:
+    """torch.load(weights_only=True) on CPU; missing or unreadable files become one-line errors
+    naming `what` ("checkpoint", "PyTorch weight file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeanoError(f"{what} not found: {path}")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except _LOAD_ERRORS as e:
+        raise EdgeanoError(f"{path} is not a readable {what} (truncated or wrong file?): {type(e).__name__}")
 
 
 class Normalize(nn.Module):

@@ -9,7 +9,6 @@ online. torchvision's B0 was trained in PyTorch: symmetric padding, BN eps 1e-5.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -17,6 +16,7 @@ import torch
 
 from edgeano.errors import EdgeanoError
 from edgeano.models.backbones.efficientnet import STAGES, VARIANTS, EfficientNet
+from edgeano.models.common import load_torch_file
 
 # Per layout: how the network must pad and normalise for those weights to mean what they meant.
 LAYOUT_ARCH = {
@@ -101,13 +101,7 @@ def from_ours(sd: Dict[str, torch.Tensor], name: str, layout: str) -> Dict[str, 
 
 
 def read_state_dict(path) -> Dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeanoError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as e:
-        raise EdgeanoError(f"{path} is not a readable PyTorch weight file: {type(e).__name__}")
+    obj = load_torch_file(path, "PyTorch weight file")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
