@@ -96,7 +96,8 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(a.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    from edgeano.export.onnx_export import export_onnx, sample_frames
+    from edgeano.data.images import sample_frames
+    from edgeano.export.onnx_export import export_onnx
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
     from edgeano.train.ganomaly import train
 

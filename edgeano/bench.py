@@ -12,24 +12,16 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from edgeano.data.datasets import good_frames
+from edgeano.data.synthetic import texture_frames
 from edgeano.runtime.engine import Engine
 
 
 def _frames(engine: Engine, batch: int, data: Optional[str]):
-    if data:
-        from edgeano.data.datasets import load_dataset
-        from edgeano.export.onnx_export import sample_frames
-
-        ds = load_dataset(data)
-        frames = sample_frames(ds.train or [t.path for t in ds.test], batch)
-        if frames:
-            return (frames * batch)[:batch]
-    from edgeano.data.synthetic import _normal, _texture
-
-    rng = np.random.default_rng(0)
-    tex = _texture()
-    h, w = engine.preprocess.size
-    return [_normal(tex, rng, max(h, w)) for _ in range(batch)]
+    frames = good_frames(data, batch) if data else []
+    if frames:
+        return (frames * batch)[:batch]
+    return texture_frames(batch, max(engine.preprocess.size))
 
 
 def _pct(ms: np.ndarray) -> Dict[str, float]:

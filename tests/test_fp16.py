@@ -13,7 +13,8 @@ from edgeano.data.datasets import load_dataset
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
 from edgeano.export.fp16 import REASON_HEAD, scoring_head, to_fp16
-from edgeano.export.onnx_export import compare_engines, export_onnx, sample_frames
+from edgeano.data.images import sample_frames
+from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
 from edgeano.models.runner import TorchRunner
 from edgeano.runtime.engine import Engine

@@ -13,7 +13,8 @@ import torch
 from conftest import TINY_GAN
 from edgeano.data.datasets import load_dataset
 from edgeano.errors import EdgeanoError
-from edgeano.export.onnx_export import compare_engines, export_onnx, sample_frames
+from edgeano.data.images import sample_frames
+from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
 from edgeano.models.dcgan import Discriminator
 from edgeano.models.ganomaly import GANomaly, gan_preprocess

@@ -33,3 +33,11 @@ def test_checkpoint_without_torch_says_what_to_install(tmp_path, texture_data):
     assert r.returncode == 1
     assert "needs torch" in r.stderr and "edgeano[train]" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bench_and_eval_on_onnx_without_torch(gaussian_onnx, texture_data):
+    """The device path end to end: bench (with --data images) and eval of an ONNX, torch blocked."""
+    for args in (["bench", "--model", str(gaussian_onnx), "--iters", "2", "--warmup", "1", "--data", str(texture_data)],
+                 ["eval", "--model", str(gaussian_onnx), "--data", str(texture_data)]):
+        r = _run(f"sys.argv = ['edgeano'] + {args!r}; from edgeano.cli.main import main; main()")
+        assert r.returncode == 0, (args, r.stderr)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from edgeano.data.images import list_images
+import numpy as np
+
+from edgeano.data.images import list_images, sample_frames
 from edgeano.errors import EdgeanoError
 
 GOOD = "good"
@@ -84,6 +86,12 @@ def _mvtec_test(root: Path) -> List[TestItem]:
                 mask = cand if cand.exists() else None
             items.append(TestItem(p, label, cls_dir.name, mask))
     return items
+
+
+def good_frames(root, n: int = 16) -> List[np.ndarray]:
+    """Up to n decodable images of `root`, spread evenly: the training images, else the test ones."""
+    ds = load_dataset(root)
+    return sample_frames(ds.train or [t.path for t in ds.test], n)
 
 
 def fingerprint(paths: List[Path]) -> str:

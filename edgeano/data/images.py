@@ -58,6 +58,16 @@ def list_images(folder, recursive: bool = False) -> List[Path]:
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
+def sample_frames(paths: Sequence[Path], n: int = 16) -> List[np.ndarray]:
+    """Up to n decodable images, spread evenly over `paths` (parity checks, probes, benchmarks)."""
+    paths = list(paths)
+    if not paths:
+        return []
+    idx = np.unique(np.linspace(0, len(paths) - 1, min(n, len(paths))).round().astype(int))
+    frames = [read_image(paths[i]) for i in idx]
+    return [f for f in frames if f is not None]
+
+
 def read_images(paths: Sequence[Path]) -> Tuple[List[np.ndarray], List[Path], List[Path]]:
     """Decode many files; returns (images, paths that decoded, paths skipped as unreadable)."""
     images, ok, skipped = [], [], []

@@ -8,7 +8,7 @@ add a defect like those on a line: a scratch, a dark or bright blob, a smeared p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
@@ -60,6 +60,13 @@ def _defect(img: np.ndarray, kind: str, rng: np.random.Generator) -> Tuple[np.nd
         out[y : y + s, x : x + s] = cv2.GaussianBlur(out[y : y + s, x : x + s], (0, 0), sigmaX=s / 4)
         mask[y : y + s, x : x + s] = 255
     return out, mask
+
+
+def texture_frames(n: int, size: int, seed: int = 0) -> List[np.ndarray]:
+    """n normal BGR crops of the bundled texture photo: real input when the user gave no images."""
+    rng = np.random.default_rng(seed)
+    tex = _texture()
+    return [_normal(tex, rng, size) for _ in range(n)]
 
 
 def make_texture_dataset(root, n_train: int = 60, n_test_good: int = 20, n_test_bad: int = 8, size: int = 128, seed: int = 0) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -76,13 +76,3 @@ def compare_engines(ref, other, frames: Sequence[np.ndarray]) -> Dict[str, float
     return out
 
 
-def sample_frames(paths: Sequence[Path], n: int = 16) -> List[np.ndarray]:
-    """Up to n decodable images, spread over `paths`, for parity checks."""
-    from edgeano.data.images import read_image
-
-    paths = list(paths)
-    if not paths:
-        return []
-    idx = np.unique(np.linspace(0, len(paths) - 1, min(n, len(paths))).round().astype(int))
-    frames = [read_image(paths[i]) for i in idx]
-    return [f for f in frames if f is not None]

@@ -10,9 +10,10 @@ from typing import Dict, List, Optional, Tuple
 import click
 import numpy as np
 
-from edgeano.data.datasets import load_dataset
+from edgeano.data.datasets import good_frames
+from edgeano.data.synthetic import texture_frames
 from edgeano.errors import EdgeanoError
-from edgeano.export.onnx_export import compare_engines, export_onnx, sample_frames
+from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.loaders import is_checkpoint, resolve_model
 
 FP32_SCORE_RTOL = 1e-4  # issue contract: ONNX Runtime FP32 vs PyTorch, largest relative score difference
@@ -32,16 +33,10 @@ def parity_frames(ckpt_path: Path, data: Optional[str], n: int = 16) -> Tuple[Li
     the bundled texture photo."""
     for root in (data, _run_data(ckpt_path)):
         if root and Path(root).is_dir():
-            ds = load_dataset(root)
-            paths = ds.train or [t.path for t in ds.test]
-            frames = sample_frames(paths, n)
+            frames = good_frames(root, n)
             if frames:
                 return frames, f"{len(frames)} images from {root}"
-    from edgeano.data.synthetic import _normal, _texture
-
-    rng = np.random.default_rng(0)
-    tex = _texture()
-    return [_normal(tex, rng, 160) for _ in range(n)], f"{n} crops of the bundled texture photo (pass --data for your own images)"
+    return texture_frames(n, 160), f"{n} crops of the bundled texture photo (pass --data for your own images)"
 
 
 def check_parity(ref, onnx_path: Path, frames, label: str, rtol: Optional[float]) -> Dict:
