@@ -103,7 +103,11 @@ class Engine:
         """BGR uint8 frames (any sizes) -> Result."""
         if len(frames) == 0:
             return Result(np.zeros(0, np.float32), np.zeros(0, bool), self.threshold, None)
-        out = self.infer(self.preprocess.batch(frames))
+        return self.result(self.infer(self.preprocess.batch(frames)))
+
+    def result(self, out: Dict[str, np.ndarray]) -> Result:
+        """Raw outputs of `infer` -> Result (scores, threshold labels, maps). Callers that
+        preprocess elsewhere (the camera loop's capture thread) finish with this."""
         scores = np.asarray(out["score"], dtype=np.float32).reshape(-1)
         maps = out.get("anomaly_map")
         if maps is not None:

@@ -238,12 +238,8 @@ class StreamLoop:
 
     def infer(self, x: np.ndarray) -> Tuple[float, bool, Optional[np.ndarray]]:
         """A preprocessed 1xCxHxW input -> (score, anomaly, model-resolution map or None), as Engine.score."""
-        out = self.engine.infer(x)
-        score = float(np.asarray(out["score"], dtype=np.float32).reshape(-1)[0])
-        amap = out.get("anomaly_map")
-        if amap is not None:
-            amap = np.asarray(amap, dtype=np.float32).reshape(-1, *amap.shape[-2:])[0]
-        return score, score >= self.engine.threshold, amap  # exactly Engine.score's rule
+        res = self.engine.result(self.engine.infer(x))  # the same postprocessing as Engine.score
+        return float(res.scores[0]), bool(res.labels[0]), None if res.maps is None else res.maps[0]
 
     def _process(self, fr: Frame) -> bool:
         """Score one frame and feed the sinks; True when a sink asks to stop."""
