@@ -55,11 +55,9 @@ def check_parity(ref, onnx_path: Path, frames, label: str, rtol: Optional[float]
 
 def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
     """Build TensorRT engines where TensorRT and a GPU are present; else say how to on the device."""
-    try:
-        from edgeano.runtime.engine_cache import tensorrt_available
-        ok, why = tensorrt_available()
-    except ImportError as e:
-        ok, why = False, f"TensorRT support not importable ({e})"
+    from edgeano.runtime.tensorrt import tensorrt_available  # imports TensorRT lazily: safe anywhere
+
+    ok, why = tensorrt_available()
     if not ok:
         click.echo(f"TensorRT: not building here ({why}). On the device run:")
         for prec, p in onnx_paths.items():
