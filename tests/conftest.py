@@ -48,6 +48,14 @@ def gaussian_onnx(gaussian_run, tmp_path_factory) -> Path:
 
 
 TINY_GAN = dict(img_size=32, width=8, nz=16, epochs=2, batch=8, seed=0, progress=False, quiet=True)
+# GANomaly fixtures train with per-image contrast normalisation (the MTD setting), Skip-GANomaly without,
+# so export/FP16/INT8 parity covers both forms of the input layer.
+GAN_CONTRAST = {"ganomaly": "standardize", "skip-ganomaly": "none"}
+
+
+def tiny_gan(name: str, **over) -> dict:
+    """train() keywords of the `gan_runs` fixture for model `name`, with overrides."""
+    return dict(TINY_GAN, contrast=GAN_CONTRAST[name], **over)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +68,6 @@ def gan_runs(texture_data, tmp_path_factory) -> dict:
     out, threads = tmp_path_factory.mktemp("gan-runs"), torch.get_num_threads()
     torch.set_num_threads(1)  # tiny nets: thread hand-offs cost more than the convs (3-10x on a busy 2-core box)
     try:
-        return {m: train(m, texture_data, out=out, name="fixture", **TINY_GAN) for m in ("ganomaly", "skip-ganomaly")}
+        return {m: train(m, texture_data, out=out, name="fixture", **tiny_gan(m)) for m in ("ganomaly", "skip-ganomaly")}
     finally:
         torch.set_num_threads(threads)

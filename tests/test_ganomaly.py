@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_GAN
+from conftest import TINY_GAN, tiny_gan
 from edgeano.data.datasets import load_dataset
 from edgeano.errors import EdgeanoError
 from edgeano.data.images import sample_frames
@@ -55,6 +55,50 @@ def test_preprocess_maps_to_tanh_range_and_rejects_bad_sizes():
     for bad in (48, 16, 512):
         with pytest.raises(ValueError, match="power of two"):
             gan_preprocess(bad, 3)
+
+
+def test_contrast_standardize_in_graph_matches_numpy_and_ignores_exposure():
+    """Per-image contrast normalisation: the graph's first layer equals Preprocess.normalize, maps an
+    image's mean to mid-grey, removes a global gain/offset, and keeps a flat image finite."""
+    pre = gan_preprocess(32, 1, contrast="standardize")
+    model = GANomaly(pre, nz=12, width=8).eval()
+    x = torch.rand(4, 1, 32, 32) * 0.5 + 0.25
+    got = model.normalize(x)
+    assert torch.allclose(got, torch.from_numpy(pre.normalize(x.numpy())), atol=1e-6)
+    assert torch.allclose(got.mean((1, 2, 3)), torch.zeros(4), atol=0.02)  # mean -> 0.5 -> 0 after (x-0.5)/0.5
+    darker = 0.4 * x + 0.05  # same part, lower exposure
+    assert torch.allclose(model.normalize(darker), got, atol=1e-4)
+    assert not torch.allclose(GANomaly(gan_preprocess(32, 1), nz=12, width=8).normalize(darker),
+                              GANomaly(gan_preprocess(32, 1), nz=12, width=8).normalize(x), atol=0.1)
+    flat = model.normalize(torch.full((1, 1, 32, 32), 0.7))
+    assert torch.isfinite(flat).all() and torch.allclose(flat, torch.zeros_like(flat), atol=1e-4)
+    with pytest.raises(ValueError, match="contrast"):
+        gan_preprocess(32, 1, contrast="equalize")
+
+
+def test_trainer_suggests_contrast_for_varying_exposure(texture_data, tmp_path, capsys):
+    """Good images whose brightness varies widely get a one-line hint; the chosen setting is recorded."""
+    import cv2
+
+    from edgeano.data.images import list_images
+
+    src = list_images(texture_data / "train" / "good")
+    dst = tmp_path / "exposure" / "train" / "good"
+    dst.mkdir(parents=True)
+    for i, p in enumerate(src[:24]):
+        gain = 0.3 + 0.7 * (i % 4) / 3  # exposures 0.3 .. 1.0
+        cv2.imwrite(str(dst / f"{i:03d}.png"), (cv2.imread(str(p)) * gain).astype(np.uint8))
+    kw = dict(img_size=32, width=8, nz=8, epochs=1, batch=8, progress=False, out=tmp_path / "runs")
+    train("ganomaly", dst.parent.parent, name="plain", **kw)
+    assert "--contrast standardize" in capsys.readouterr().err
+    res = train("ganomaly", dst.parent.parent, name="std", contrast="standardize", **kw)
+    assert "--contrast standardize" not in capsys.readouterr().err
+    model, _ = load_checkpoint(res["last"])
+    assert model.preprocess.contrast == "standardize" and model.normalize.standardize
+    train("ganomaly", texture_data, name="even", **kw)
+    assert "--contrast" not in capsys.readouterr().err  # the texture set has even exposure
+    with pytest.raises(EdgeanoError, match="--contrast"):
+        train("ganomaly", texture_data, name="bad", contrast="equalize", **kw)
 
 
 def test_ganomaly_score_is_latent_distance():
@@ -116,9 +160,9 @@ def _assert_same(a, b):
 
 
 def test_seed_reproducible(gan_runs, texture_data, tmp_path):
-    again = train("ganomaly", texture_data, out=tmp_path, name="again", **TINY_GAN)
+    again = train("ganomaly", texture_data, out=tmp_path, name="again", **tiny_gan("ganomaly"))
     _assert_same(_state(gan_runs["ganomaly"]["last"]), _state(again["last"]))
-    other = train("ganomaly", texture_data, out=tmp_path, name="other", **dict(TINY_GAN, seed=1, epochs=1))
+    other = train("ganomaly", texture_data, out=tmp_path, name="other", **tiny_gan("ganomaly", seed=1, epochs=1))
     first = _state(gan_runs["ganomaly"]["last"])
     assert any(not torch.equal(first[k], v) for k, v in _state(other["last"]).items())
 
@@ -130,7 +174,7 @@ def test_resume_is_exact_after_ctrl_c_mid_epoch(gan_runs, texture_data, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(name, texture_data, out=tmp_path, name="cut", on_batch=ctrl_c, **TINY_GAN)
+        train(name, texture_data, out=tmp_path, name="cut", on_batch=ctrl_c, **tiny_gan(name))
     ts = torch.load(str(tmp_path / name / "cut" / "weights" / "last.pt"), weights_only=True)["train_state"]
     assert (ts["epoch"], ts["step"]) == (1, 2)
     res = train(name, texture_data, out=tmp_path, name="cut", resume=True, progress=False, quiet=True)
@@ -143,7 +187,7 @@ def test_resume_is_exact_after_ctrl_c_mid_epoch(gan_runs, texture_data, tmp_path
 
 
 def test_resume_across_epochs_extends_training(gan_runs, texture_data, tmp_path):
-    train("ganomaly", texture_data, out=tmp_path, name="short", **dict(TINY_GAN, epochs=1))
+    train("ganomaly", texture_data, out=tmp_path, name="short", **tiny_gan("ganomaly", epochs=1))
     res = train("ganomaly", texture_data, out=tmp_path, name="short", resume=True, epochs=2, progress=False, quiet=True)
     _assert_same(_state(gan_runs["ganomaly"]["last"]), _state(res["last"]))
 
@@ -198,3 +242,14 @@ def test_cli_train_prints_where_and_next_step(texture_data, tmp_path):
     bad = CliRunner().invoke(cli, args[:-1] + ["cli2", "--img-size", "100"])
     assert bad.exit_code != 0 and "power of two" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "ganomaly" / "cli2").exists()
+
+
+def test_cli_contrast_is_a_ganomaly_family_option(texture_data, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeano.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["train", "--model", "gaussian", "--data", str(texture_data), "--contrast", "standardize",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--contrast" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "gaussian").exists()

@@ -9,7 +9,7 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import nn
 
-from edgeano.data.preprocess import Preprocess
+from edgeano.data.preprocess import CONTRAST_MIN_STD, CONTRAST_SIGMAS, Preprocess
 from edgeano.errors import EdgeanoError
 
 # what torch.load raises for truncated, foreign or pickled-module files under weights_only=True
@@ -29,14 +29,20 @@ def load_torch_file(path, what: str) -> Any:
 
 
 class Normalize(nn.Module):
-    """(x - mean) / std as the graph's first op, so preprocessing travels inside the artifact."""
+    """(x - mean) / std as the graph's first op, so preprocessing travels inside the artifact;
+    with contrast="standardize", per-image contrast normalisation first (Preprocess documents it)."""
 
-    def __init__(self, mean, std):
+    def __init__(self, mean, std, contrast: str = "none"):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.standardize = contrast == "standardize"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardize:
+            mu = x.mean(dim=(1, 2, 3), keepdim=True)
+            sd = (x - mu).pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(CONTRAST_MIN_STD)
+            x = torch.clamp(0.5 + (x - mu) / (2 * CONTRAST_SIGMAS * sd), 0.0, 1.0)
         return (x - self.mean) * self.inv_std
 
 
@@ -49,7 +55,7 @@ class AnomalyModel(nn.Module):
     def __init__(self, preprocess: Preprocess):
         super().__init__()
         self.preprocess = preprocess
-        self.normalize = Normalize(preprocess.mean, preprocess.std)
+        self.normalize = Normalize(preprocess.mean, preprocess.std, preprocess.contrast)
 
     def config(self) -> Dict:
         """JSON-able constructor arguments (besides `preprocess`) to rebuild this model from a checkpoint."""

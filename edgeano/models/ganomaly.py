@@ -22,13 +22,14 @@ from edgeano.models.registry import register
 GAN_MEAN, GAN_STD = 0.5, 0.5  # [0, 1] -> [-1, 1], the range of the decoder's tanh
 
 
-def gan_preprocess(img_size: int = 128, channels: int = 3) -> Preprocess:
-    """The Preprocess both GANomaly models train with: square, RGB or GRAY, mean = std = 0.5."""
+def gan_preprocess(img_size: int = 128, channels: int = 3, contrast: str = "none") -> Preprocess:
+    """The Preprocess both GANomaly models train with: square, RGB or GRAY, mean = std = 0.5,
+    optionally per-image contrast normalisation (contrast="standardize", see Preprocess)."""
     check_img_size(img_size)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     return Preprocess(size=(img_size, img_size), color="GRAY" if channels == 1 else "RGB",
-                      mean=(GAN_MEAN,) * channels, std=(GAN_STD,) * channels, interpolation="area")
+                      mean=(GAN_MEAN,) * channels, std=(GAN_STD,) * channels, interpolation="area", contrast=contrast)
 
 
 @register("ganomaly")

@@ -24,7 +24,7 @@ from edgeano import metrics
 from edgeano.artifact import score_stats
 from edgeano.data.datasets import fingerprint, load_dataset
 from edgeano.data.images import read_images
-from edgeano.data.preprocess import Preprocess, split_every
+from edgeano.data.preprocess import CONTRASTS, Preprocess, split_every
 from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_text
 from edgeano.models.checkpoint import read_checkpoint, save_checkpoint
@@ -38,6 +38,7 @@ MODELS = ("ganomaly", "skip-ganomaly")
 DEFAULTS = {"img_size": 128, "epochs": 15, "batch": 32, "lr": 2e-4, "nz": 100, "width": 64}
 HOLDOUT_EVERY = 10  # every 10th good image -> threshold set
 THRESHOLD_FPR = 0.01
+BRIGHTNESS_SPREAD = 0.25  # 5th-95th percentile of image means beyond this -> suggest --contrast standardize
 GRAY_TOLERANCE = 2  # max |B-G|, |G-R| (8-bit levels) for data to count as grayscale
 COLUMNS = ("epoch", "g", "adv", "con", "enc", "lat", "d", "d_reinits", "val_auroc", "heldout_mean", "seconds")
 
@@ -45,12 +46,13 @@ COLUMNS = ("epoch", "g", "adv", "con", "enc", "lat", "d", "d_reinits", "val_auro
 def train(model: str, data, backbone=None, weights=None, img_size: Optional[int] = None, epochs: Optional[int] = None,
           batch: Optional[int] = None, lr: Optional[float] = None, device: str = "cpu", resume: bool = False, out="runs",
           name: Optional[str] = None, seed: int = 0, *, channels: Optional[int] = None, nz: Optional[int] = None,
-          width: Optional[int] = None, time_budget_s: Optional[float] = None, progress: bool = True,
+          width: Optional[int] = None, contrast: Optional[str] = None, time_budget_s: Optional[float] = None, progress: bool = True,
           on_batch: Optional[Callable[[int, int], None]] = None, quiet: bool = False) -> Dict:
     """Train GANomaly or Skip-GANomaly; returns {"run_dir", "best", "last", "epochs", "best_auroc", "threshold"}.
 
     channels: 1 or 3 (default: 1 when every sampled training image is gray). nz: GANomaly latent size.
-    width: base conv width (64 in the papers). time_budget_s: stop after the epoch that passes it.
+    width: base conv width (64 in the papers). contrast: "none" (default) or "standardize" (per-image
+    contrast normalisation inside the graph; see edgeano.data.preprocess). time_budget_s: stop after the epoch that passes it.
     on_batch(epoch, step): called before each batch (progress hooks; raising KeyboardInterrupt there
     behaves like Ctrl-C)."""
     if model not in MODELS:
@@ -85,6 +87,8 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
             raise EdgeanoError(f"--img-size: {e}")
         if channels not in (None, 1, 3):
             raise EdgeanoError(f"channels must be 1 or 3, got {channels}")
+        if contrast not in (None,) + CONTRASTS:
+            raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
         try:
             run_dir = new_run_dir(out, model, name)
         except FileExistsError as e:
@@ -103,7 +107,8 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
     if not resume:
         size = int(img_size or DEFAULTS["img_size"])
         channels = channels or (1 if _all_gray(train_imgs[:20]) else 3)
-        pre = gan_preprocess(size, channels)
+        pre = gan_preprocess(size, channels, contrast or "none")
+        _brightness_hint(train_imgs, pre, quiet)
         cfg = {"width": int(width or DEFAULTS["width"])}
         if model == "ganomaly":
             cfg["nz"] = int(nz or DEFAULTS["nz"])
@@ -128,6 +133,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         _set_rng(ts["rng"])
     meta_base = {"train_fingerprint": fingerprint(ds.train)}
     save_config(run_dir, {"model": model, "data": str(Path(data).resolve()), "img_size": pre.size[0], "channels": pre.channels,
+                          "contrast": pre.contrast,
                           **cfg, **hp, "device": device, "holdout_every": HOLDOUT_EVERY})
 
     n, bs = x_train.shape[0], min(hp["batch"], x_train.shape[0])
@@ -246,6 +252,18 @@ def _resume_dir(out, model: str, name: Optional[str]) -> Path:
     if not (d / "weights" / "last.pt").is_file():
         raise EdgeanoError(f"--resume: {d / 'weights' / 'last.pt'} not found; train without --resume first")
     return d
+
+
+def _brightness_hint(images: List[np.ndarray], pre: Preprocess, quiet: bool) -> None:
+    """Exposure that varies a lot between good images swamps what GANomaly learns (MTD: image AUROC
+    ~0.6 without contrast normalisation, ~0.9 with it; docs/benchmarks/ganomaly.md): say so."""
+    if quiet or pre.contrast != "none" or len(images) < 2:
+        return
+    means = np.array([float(im.mean()) / 255.0 for im in images[:500]])
+    lo, hi = np.percentile(means, [5, 95])
+    if hi - lo > BRIGHTNESS_SPREAD:
+        print(f"note: good images vary in brightness (image means {lo:.2f}-{hi:.2f}, 5th-95th percentile); "
+              "--contrast standardize normalises each image and usually trains a much better model here", file=sys.stderr)
 
 
 def _all_gray(images: List[np.ndarray]) -> bool:
