@@ -79,6 +79,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--channels", type=int, default=None, help="1 or 3 (default: auto, 1 for gray data)")
     ap.add_argument("--width", type=int, default=32, help="base conv width (papers: 64)")
     ap.add_argument("--nz", type=int, default=100)
+    ap.add_argument("--contrast", choices=("none", "standardize"), default="none",
+                    help="per-image contrast normalisation (MTD's exposure varies: standardize)")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -101,7 +103,7 @@ def main(argv=None) -> dict:
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
     from edgeano.train.ganomaly import train
 
-    report = {"model": a.model, "data": str(a.data), "img_size": a.img_size, "width": a.width, "batch": a.batch,
+    report = {"model": a.model, "data": str(a.data), "img_size": a.img_size, "width": a.width, "contrast": a.contrast, "batch": a.batch,
               "lr": a.lr, "seed": a.seed, "threads": a.threads, "cpu_count": os.cpu_count()}
     if a.skip_train:
         run_dir = a.skip_train
@@ -109,6 +111,7 @@ def main(argv=None) -> dict:
         t = time.time()
         res = train(a.model, a.data, img_size=a.img_size, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed,
                     out=a.out, name=a.name, resume=a.resume, channels=a.channels, nz=a.nz, width=a.width,
+                    contrast=a.contrast,
                     time_budget_s=a.budget_min * 60 if a.budget_min else None, progress=sys.stderr.isatty())
         run_dir = res["run_dir"]
         report.update(epochs_trained=res["epochs"], train_minutes=round(res["elapsed_s"] / 60, 1),  # all sessions of the run
