@@ -81,6 +81,7 @@ def histogram_png(labels, scores, path, threshold: Optional[float] = None, title
         cv2.putText(img, f"threshold {shown(threshold):.4g}", (min(x + 4, W - 150), M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, BLACK, 1, cv2.LINE_AA)
     cv2.putText(img, f"{shown(lo):.4g}", (M - 10, H - M + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
     cv2.putText(img, f"{shown(hi):.4g}", (W - M - 30, H - M + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, "good", (W - 120, M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, GREEN, 2, cv2.LINE_AA)
-    cv2.putText(img, "defect", (W - 120, M + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.45, RED, 2, cv2.LINE_AA)
+    # legend under the axis: inside the plot it collides with the threshold label or the bars
+    cv2.putText(img, "good", (W // 2 - 60, H - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, GREEN, 2, cv2.LINE_AA)
+    cv2.putText(img, "defect", (W // 2, H - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, RED, 2, cv2.LINE_AA)
     return _save(img, path)
