@@ -46,13 +46,14 @@ COLUMNS = ("epoch", "g", "adv", "con", "enc", "lat", "d", "d_reinits", "val_auro
 def train(model: str, data, backbone=None, weights=None, img_size: Optional[int] = None, epochs: Optional[int] = None,
           batch: Optional[int] = None, lr: Optional[float] = None, device: str = "cpu", resume: bool = False, out="runs",
           name: Optional[str] = None, seed: int = 0, *, channels: Optional[int] = None, nz: Optional[int] = None,
-          width: Optional[int] = None, contrast: Optional[str] = None, time_budget_s: Optional[float] = None, progress: bool = True,
-          on_batch: Optional[Callable[[int, int], None]] = None, quiet: bool = False) -> Dict:
+          width: Optional[int] = None, contrast: Optional[str] = None, time_budget_s: Optional[float] = None,
+          progress: bool = True, on_batch: Optional[Callable[[int, int], None]] = None, quiet: bool = False) -> Dict:
     """Train GANomaly or Skip-GANomaly; returns {"run_dir", "best", "last", "epochs", "best_auroc", "threshold"}.
 
     channels: 1 or 3 (default: 1 when every sampled training image is gray). nz: GANomaly latent size.
     width: base conv width (64 in the papers). contrast: "none" (default) or "standardize" (per-image
-    contrast normalisation inside the graph; see edgeano.data.preprocess). time_budget_s: stop after the epoch that passes it.
+    contrast normalisation inside the graph; see edgeano.data.preprocess).
+    time_budget_s: stop after the epoch that passes it.
     on_batch(epoch, step): called before each batch (progress hooks; raising KeyboardInterrupt there
     behaves like Ctrl-C)."""
     if model not in MODELS:
