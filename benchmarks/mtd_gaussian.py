@@ -27,7 +27,7 @@ import torch
 
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
-from edgeano.data.preprocess import split_every
+from edgeano.data.preprocess import Preprocess, split_every
 from edgeano.metrics import auroc, f1_max, roc_curve
 from edgeano.models.gaussian import DEFAULT_LEVELS, DEFAULT_POOL, POOLS, GaussianAD, ledoit_wolf, precision_factor
 from edgeano.train.gaussian import DEFAULT_SIZE, HOLDOUT_EVERY, extract_features, fit_gaussian, make_preprocess
@@ -151,13 +151,14 @@ def draw_roc(path, curves):
     write_bytes(path, buf.tobytes())
 
 
-def end_to_end(ds, size, levels, pool, batch, threads, roc_png=None):
+def end_to_end(ds, size, levels, pool, batch, threads, roc_png=None, contrast="none"):
     from edgeano.export.onnx_export import export_onnx
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
     from edgeano.models.runner import TorchRunner
     from edgeano.runtime.engine import Engine
     t0 = time.perf_counter()
-    model, meta = fit_gaussian(ds.train, img_size=size, levels=levels, pool=pool, batch=batch)
+    base = Preprocess(size=(size, size), contrast=contrast)
+    model, meta = fit_gaussian(ds.train, base, img_size=size, levels=levels, pool=pool, batch=batch)
     t_fit = time.perf_counter() - t0
     work = Path(tempfile.mkdtemp(prefix="mtd_gaussian_"))
     ckpt_path = save_checkpoint(work / "best.pt", model, meta)
@@ -216,6 +217,7 @@ def main(argv=None):
     ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)))
     ap.add_argument("--pool", default=DEFAULT_POOL, choices=list(POOLS))
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--contrast", default="none", choices=["none", "standardize"], help="per-image contrast normalisation")
     ap.add_argument("--threads", type=int, default=2, help="threads for the latency comparison")
     ap.add_argument("--latency-only", metavar="CKPT", default=None,
                     help="only the latency comparison, for an existing checkpoint (e.g. work_dir/best.pt of a full run)")
@@ -238,7 +240,8 @@ def main(argv=None):
         out = {"dataset": ds.summary(), "variants": explore(ds, [int(s) for s in a.sizes.split(",")], a.batch, a.cache)}
     else:
         levels = tuple(int(i) for i in a.levels.split(","))
-        out = {"dataset": ds.summary(), **end_to_end(ds, a.img_size, levels, a.pool, a.batch, a.threads, a.roc)}
+        out = {"dataset": ds.summary(), "contrast": a.contrast,
+               **end_to_end(ds, a.img_size, levels, a.pool, a.batch, a.threads, a.roc, a.contrast)}
     text = json.dumps(out, indent=1)
     print(text)
     if a.json:

@@ -242,14 +242,3 @@ def test_cli_train_prints_where_and_next_step(texture_data, tmp_path):
     bad = CliRunner().invoke(cli, args[:-1] + ["cli2", "--img-size", "100"])
     assert bad.exit_code != 0 and "power of two" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "ganomaly" / "cli2").exists()
-
-
-def test_cli_contrast_is_a_ganomaly_family_option(texture_data, tmp_path):
-    from click.testing import CliRunner
-
-    from edgeano.cli.main import cli
-
-    res = CliRunner().invoke(cli, ["train", "--model", "gaussian", "--data", str(texture_data), "--contrast", "standardize",
-                                   "--out", str(tmp_path)])
-    assert res.exit_code != 0 and "--contrast" in res.output and "Traceback" not in res.output
-    assert not (tmp_path / "gaussian").exists()

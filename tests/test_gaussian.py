@@ -146,3 +146,29 @@ def test_gan_only_option_and_unreadable_data_fail_in_one_line(texture_data, tmp_
     r = CliRunner().invoke(cli, ["train", "--model", "gaussian", "--data", str(bad), "--img-size", "64", "--out", str(tmp_path / "runs")])
     assert r.exit_code != 0 and "3 unreadable skipped" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_contrast_standardize_is_fitted_recorded_and_exported(texture_data, tmp_path):
+    """`train --model gaussian --contrast standardize`: the setting reaches the checkpoint, the run's
+    config and the ONNX metadata, and the exported graph (with the contrast step) scores like PyTorch."""
+    from edgeano.artifact import read_onnx_metadata
+    from edgeano.export.onnx_export import compare_engines, export_onnx
+    from edgeano.models.checkpoint import checkpoint_metadata
+    from edgeano.models.runner import engine_from_checkpoint
+    from edgeano.runtime.engine import Engine
+
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(cli, ["train", "--model", "gaussian", "--data", str(texture_data), "--img-size", "64",
+                                   "--contrast", "standardize", "--out", str(out), "--name", "c"])
+    assert res.exit_code == 0, res.output
+    ckpt = out / "gaussian" / "c" / "weights" / "best.pt"
+    model, ck = load_checkpoint(ckpt)
+    assert model.preprocess.contrast == "standardize" and model.normalize.standardize
+    assert json.loads((out / "gaussian" / "c" / "config.json").read_text())["contrast"] == "standardize"
+    path = export_onnx(model, tmp_path / "c.onnx", checkpoint_metadata(model, ck))
+    assert read_onnx_metadata(path)["input"]["contrast"] == "standardize"
+    frames = [read_image(t.path) for t in load_dataset(texture_data).test]
+    diff = compare_engines(engine_from_checkpoint(ckpt), Engine.load(path), frames)
+    assert diff["score_max_rel"] < 1e-4
+    bad = CliRunner().invoke(cli, ["train", "--model", "gaussian", "--data", str(texture_data), "--contrast", "equalize"])
+    assert bad.exit_code == 2 and "equalize" in bad.output

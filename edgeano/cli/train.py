@@ -23,7 +23,7 @@ MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
 @click.option("--nz", type=int, default=None, help="GANomaly family: latent size (default 100).")
 @click.option("--width", type=int, default=None, help="GANomaly family: base conv width (default 64, as in the papers).")
 @click.option("--contrast", type=click.Choice(["none", "standardize"]), default=None,
-              help="GANomaly family: per-image contrast normalisation inside the graph, for parts under varying exposure (default none).")
+              help="Per-image contrast normalisation inside the graph, for parts under varying exposure (default none).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--resume", is_flag=True, help="GANomaly family: continue the named run from last.pt.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(), help="Runs folder.")
@@ -35,11 +35,11 @@ def command(model, **opts):
     from edgeano.errors import EdgeanoError
     from edgeano.train import run_training
 
-    gan_only = {k: v for k, v in opts.items() if k in ("channels", "nz", "width", "contrast") and v is not None}
+    gan_only = {k: v for k, v in opts.items() if k in ("channels", "nz", "width") and v is not None}
     if model == "gaussian" and gan_only:
         raise EdgeanoError(f"--{', --'.join(gan_only)}: GANomaly-family options; the Gaussian model has no such setting")
     if model == "gaussian":
-        for k in ("channels", "nz", "width", "contrast"):
+        for k in ("channels", "nz", "width"):
             opts.pop(k)
     elif opts["channels"] is not None:
         opts["channels"] = int(opts["channels"])

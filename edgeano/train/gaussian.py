@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from edgeano.artifact import score_stats
 from edgeano.data.images import read_image, to_bgr8
-from edgeano.data.preprocess import Preprocess
+from edgeano.data.preprocess import CONTRASTS, Preprocess
 from edgeano.errors import EdgeanoError
 from edgeano.metrics import auroc, f1_max, threshold_at_fpr
 from edgeano.models.backbones import NORMALIZATION, pretrained
@@ -140,8 +140,10 @@ def score_items(model: GaussianAD, items: Sequence[Item], batch: int = 16, devic
 
 
 def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, weights=None, img_size=None, epochs=None,
-          batch=None, lr=None, device: str = "cpu", resume: bool = False, out="runs", name=None, seed: int = 0, **_ignored):
-    """`edgeano train --model gaussian`: fit, threshold, (test AUROC), write runs/gaussian/<name>/."""
+          batch=None, lr=None, device: str = "cpu", resume: bool = False, out="runs", name=None, seed: int = 0,
+          contrast=None, **_ignored):
+    """`edgeano train --model gaussian`: fit, threshold, (test AUROC), write runs/gaussian/<name>/.
+    contrast: "none" (default) or "standardize" (per-image contrast normalisation in the graph)."""
     import click
 
     from edgeano.cli.common import next_step
@@ -156,6 +158,8 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     img_size = int(img_size or DEFAULT_SIZE)
     if img_size < 32:
         raise EdgeanoError(f"--img-size {img_size} is too small for the backbone (use >= 32; default {DEFAULT_SIZE})")
+    if contrast not in (None,) + CONTRASTS:
+        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     batch = int(batch or 16)
     if batch < 1:
         raise EdgeanoError("--batch must be >= 1")
@@ -168,7 +172,8 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     if not ds.train:
         raise EdgeanoError(f"no training images in {data} (expected train/good/ or images in the folder)")
     click.echo(ds.summary(), err=True)
-    gmodel, meta = fit_gaussian(ds.train, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device)
+    base = Preprocess(size=(img_size, img_size), contrast=contrast or "none")  # make_preprocess sets the backbone's mean/std
+    gmodel, meta = fit_gaussian(ds.train, base, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device)
     if meta["n_skipped"]:
         click.echo(f"skipped {meta['n_skipped']} unreadable training image(s)", err=True)
     meta["train_fingerprint"] = fingerprint(ds.train)
@@ -191,7 +196,7 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     log.info("threshold %.6g (%s); out-of-fold score stats %s", meta["threshold"]["value"], meta["threshold"]["method"], meta["score_stats"])
     ckpt = save_checkpoint(run_dir / "weights" / "best.pt", gmodel, meta)
     save_config(run_dir, {"model": "gaussian", "data": str(data), "backbone": backbone, "weights": weights, "img_size": img_size,
-                          "batch": batch, "device": device, "seed": seed, **gmodel.config()})
+                          "contrast": gmodel.preprocess.contrast, "batch": batch, "device": device, "seed": seed, **gmodel.config()})
     msg = f"threshold {meta['threshold']['value']:.4g} ({meta['threshold']['method']})"
     if "test_auroc" in meta:
         msg += f"; test image AUROC {meta['test_auroc']:.4f}"
