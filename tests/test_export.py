@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 
 from edgeano.artifact import read_onnx_metadata
 from edgeano.export.onnx_export import export_onnx
@@ -28,6 +29,7 @@ def test_export_leaves_model_in_eval_mode_and_batches(gaussian_run, texture_data
     np.testing.assert_allclose(together, one_by_one, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, as export_onnx uses it
 def test_contrast_step_agrees_with_onnxruntime_on_large_images(tmp_path):
     """The per-image mean/std of the contrast step over 224x224x3: ONNX Runtime's float32 ReduceMean
     over all pixels at once was 1.7e-4 off PyTorch (enough to break the 1e-4 export check after a
