@@ -27,7 +27,7 @@ import torch
 
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
-from edgeano.data.preprocess import Preprocess, split_every
+from edgeano.data.preprocess import CONTRASTS, Preprocess, split_every
 from edgeano.metrics import auroc, f1_max, roc_curve
 from edgeano.models.gaussian import DEFAULT_LEVELS, DEFAULT_POOL, POOLS, GaussianAD, ledoit_wolf, precision_factor
 from edgeano.train.gaussian import DEFAULT_SIZE, HOLDOUT_EVERY, extract_features, fit_gaussian, make_preprocess
@@ -217,7 +217,7 @@ def main(argv=None):
     ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)))
     ap.add_argument("--pool", default=DEFAULT_POOL, choices=list(POOLS))
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--contrast", default="none", choices=["none", "standardize"], help="per-image contrast normalisation")
+    ap.add_argument("--contrast", default="none", choices=CONTRASTS, help="per-image contrast normalisation")
     ap.add_argument("--threads", type=int, default=2, help="threads for the latency comparison")
     ap.add_argument("--latency-only", metavar="CKPT", default=None,
                     help="only the latency comparison, for an existing checkpoint (e.g. work_dir/best.pt of a full run)")

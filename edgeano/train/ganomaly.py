@@ -24,7 +24,7 @@ from edgeano import metrics
 from edgeano.artifact import score_stats
 from edgeano.data.datasets import fingerprint, load_dataset
 from edgeano.data.images import read_images
-from edgeano.data.preprocess import CONTRASTS, Preprocess, split_every
+from edgeano.data.preprocess import Preprocess, split_every
 from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_text
 from edgeano.models.checkpoint import read_checkpoint, save_checkpoint
@@ -32,7 +32,7 @@ from edgeano.models.dcgan import check_img_size
 from edgeano.models.ganomaly import gan_preprocess
 from edgeano.models.registry import create
 from edgeano.train.adversarial import AdversarialStep, make_discriminator
-from edgeano.train.runs import new_run_dir, run_logger, save_config
+from edgeano.train.runs import contrast_option, new_run_dir, run_logger, save_config
 
 MODELS = ("ganomaly", "skip-ganomaly")
 DEFAULTS = {"img_size": 128, "epochs": 15, "batch": 32, "lr": 2e-4, "nz": 100, "width": 64}
@@ -88,8 +88,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
             raise EdgeanoError(f"--img-size: {e}")
         if channels not in (None, 1, 3):
             raise EdgeanoError(f"channels must be 1 or 3, got {channels}")
-        if contrast not in (None,) + CONTRASTS:
-            raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+        contrast = contrast_option(contrast)
         try:
             run_dir = new_run_dir(out, model, name)
         except FileExistsError as e:
@@ -108,7 +107,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
     if not resume:
         size = int(img_size or DEFAULTS["img_size"])
         channels = channels or (1 if _all_gray(train_imgs[:20]) else 3)
-        pre = gan_preprocess(size, channels, contrast or "none")
+        pre = gan_preprocess(size, channels, contrast)
         _brightness_hint(train_imgs, pre, quiet)
         cfg = {"width": int(width or DEFAULTS["width"])}
         if model == "ganomaly":

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from edgeano.artifact import score_stats
 from edgeano.data.images import read_image, to_bgr8
-from edgeano.data.preprocess import CONTRASTS, Preprocess
+from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
 from edgeano.metrics import auroc, f1_max, threshold_at_fpr
 from edgeano.models.backbones import NORMALIZATION, pretrained
@@ -149,7 +149,7 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     from edgeano.cli.common import next_step
     from edgeano.data.datasets import fingerprint, load_dataset
     from edgeano.models.checkpoint import save_checkpoint
-    from edgeano.train.runs import new_run_dir, run_logger, save_config
+    from edgeano.train.runs import contrast_option, new_run_dir, run_logger, save_config
 
     given = {"epochs": epochs, "lr": lr, "resume": resume or None}
     bad = [k for k in GAN_ONLY if given[k] is not None]
@@ -158,8 +158,7 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     img_size = int(img_size or DEFAULT_SIZE)
     if img_size < 32:
         raise EdgeanoError(f"--img-size {img_size} is too small for the backbone (use >= 32; default {DEFAULT_SIZE})")
-    if contrast not in (None,) + CONTRASTS:
-        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+    contrast = contrast_option(contrast)
     batch = int(batch or 16)
     if batch < 1:
         raise EdgeanoError("--batch must be >= 1")
@@ -172,7 +171,7 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     if not ds.train:
         raise EdgeanoError(f"no training images in {data} (expected train/good/ or images in the folder)")
     click.echo(ds.summary(), err=True)
-    base = Preprocess(size=(img_size, img_size), contrast=contrast or "none")  # make_preprocess sets the backbone's mean/std
+    base = Preprocess(size=(img_size, img_size), contrast=contrast)  # make_preprocess sets the backbone's mean/std
     gmodel, meta = fit_gaussian(ds.train, base, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device)
     if meta["n_skipped"]:
         click.echo(f"skipped {meta['n_skipped']} unreadable training image(s)", err=True)

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from edgeano.data.preprocess import CONTRASTS
+from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_json
 
 
@@ -41,3 +43,13 @@ def run_logger(run_dir: Path, name: str = "edgeano.train") -> logging.Logger:
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(h)
     return log
+
+
+def contrast_option(contrast: Optional[str]) -> str:
+    """--contrast as both trainers take it: None means "none"; anything else not in CONTRASTS is
+    refused in one line before any run folder exists."""
+    if contrast is None:
+        return "none"
+    if contrast not in CONTRASTS:
+        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+    return contrast
