@@ -59,3 +59,26 @@ def test_contrast_step_agrees_with_onnxruntime_on_large_images(tmp_path):
         ref = layer(torch.from_numpy(x)).numpy()
     assert np.abs(got - ref).max() < 1e-5
     assert np.abs(pre.normalize(x) - ref).max() < 1e-5
+
+
+def _pads_without_value(model) -> list:
+    """Pad nodes whose constant_value input is absent or empty: ONNX Runtime will not fuse those into the conv."""
+    return [n.name for n in model.graph.node if n.op_type == "Pad" and (len(n.input) < 3 or not n.input[2])]
+
+
+def test_exported_graphs_pad_with_an_explicit_value_and_ort_fuses_them(gaussian_onnx, gan_runs, tmp_path):
+    import onnxruntime as ort
+
+    graphs = {"gaussian": gaussian_onnx}
+    for name, run in gan_runs.items():
+        model, ckpt = load_checkpoint(run["best"])
+        graphs[name] = export_onnx(model, tmp_path / f"{name}.onnx", checkpoint_metadata(model, ckpt))
+    for name, path in graphs.items():
+        model = onnx.load(str(path))
+        assert not _pads_without_value(model), f"{name}: Pad with an empty constant value"
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.optimized_model_filepath = str(tmp_path / f"{name}.opt.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(opts.optimized_model_filepath)
+        assert [n.op_type for n in optimized.graph.node].count("Pad") == 0, f"{name}: ONNX Runtime left a Pad unfused"

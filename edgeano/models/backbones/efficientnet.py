@@ -66,7 +66,9 @@ class ConvBN(nn.Sequential):
 
     def forward(self, x):
         if self.same:
-            x = F.pad(x, _same_pad(int(x.shape[-2]), int(x.shape[-1]), self.k, self.stride))
+            # value=0.0 exports Pad with an explicit constant: ONNX Runtime fuses only that form into
+            # the conv (Pad(x, pads, "") stays a separate op and costs ~1/5 of the Gaussian model's time)
+            x = F.pad(x, _same_pad(int(x.shape[-2]), int(x.shape[-1]), self.k, self.stride), value=0.0)
         return super().forward(x)
 
 
