@@ -106,3 +106,10 @@ def test_truncated_artifacts_are_one_line(exported, gaussian_run, texture_data, 
         r = CliRunner().invoke(cli, ["eval", "--model", str(model), "--data", str(texture_data)])
         assert r.exit_code == 1, r.output
         assert "error:" in r.output and "Traceback" not in r.output
+
+
+def test_cli_backend_choices_are_the_engines_backends():
+    from edgeano.cli.common import BACKENDS as CLI_BACKENDS
+    from edgeano.runtime.engine import BACKENDS
+
+    assert CLI_BACKENDS == BACKENDS

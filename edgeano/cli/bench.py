@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import friendly_errors
+from edgeano.cli.common import backend_option, friendly_errors
 
 
 @click.command("bench")
@@ -13,7 +13,7 @@ from edgeano.cli.common import friendly_errors
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / PyTorch (default: library's own).")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
+@backend_option
 @click.option("--data", type=click.Path(), default=None, help="Take the input images from here (default: bundled texture photo).")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the results as JSON.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path())

@@ -10,6 +10,15 @@ import click
 
 from edgeano.errors import EdgeanoError
 
+# --backend choices; edgeano.runtime.engine.BACKENDS is the source (a literal here keeps `--help`
+# from importing numpy and OpenCV; a test pins that the two agree).
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+
+def backend_option(fn):
+    return click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                        help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime.")(fn)
+
 
 def friendly_errors(fn):
     """EdgeanoError -> `error: ...` and its exit code; Ctrl-C -> 130; anything else -> one line

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeano.cli.common import friendly_errors
+from edgeano.cli.common import backend_option, friendly_errors
 
 
 @click.command("eval")
@@ -14,7 +14,7 @@ from edgeano.cli.common import friendly_errors
 @click.option("--data", required=True, type=click.Path(), help="MVTec AD layout folder with test/good and test/<defect>.")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the metrics as JSON here.")
 @click.option("--plots", "plots", type=click.Path(), default=None, help="Folder for the ROC curve and score histogram PNGs.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
+@backend_option
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--runs", default="runs", show_default=True, type=click.Path(), help="Runs folder for model names.")
 @friendly_errors

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import click
 
-from edgeano.cli.common import friendly_errors
+from edgeano.cli.common import backend_option, friendly_errors
 from edgeano.errors import EdgeanoError
 
 
@@ -98,7 +98,7 @@ def log(msg: str) -> None:
 @click.option("--roi", default=None, help="Score only this x,y,w,h region of the frame.")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames.")
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
+@backend_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 2) after this many tries.")
 @click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")

@@ -36,6 +36,37 @@ def _tensorrt_ready() -> bool:
     return tensorrt_available()[0]
 
 
+# Each backend: a loader (artifact path, runner options) -> runner. Loaders import their runner
+# lazily: TensorRT and the other optional backends are absent on most machines.
+def _load_onnxruntime(path: Path, **kw):
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        raise EdgeanoError(f"{path} is a TensorRT engine; ONNX Runtime needs the .onnx it was built from")
+    from edgeano.runtime.onnxruntime import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(path, **kw)
+
+
+def _load_tensorrt(path: Path, **kw):
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        from edgeano.runtime.tensorrt import TensorRTRunner
+
+        return TensorRTRunner(path, **kw)
+    from edgeano.runtime.engine_cache import cached_tensorrt_runner
+
+    return cached_tensorrt_runner(path, **kw)
+
+
+RUNNERS = {"onnxruntime": _load_onnxruntime, "tensorrt": _load_tensorrt}
+BACKENDS = ("auto",) + tuple(RUNNERS)  # the CLI's --backend choices (edgeano.cli.common.BACKENDS) mirror this
+
+
+def auto_backend(path: Path) -> str:
+    """Engines run on TensorRT; an ONNX on TensorRT where it and a GPU are present, else ONNX Runtime."""
+    if path.suffix.lower() in ENGINE_SUFFIXES or _tensorrt_ready():
+        return "tensorrt"
+    return "onnxruntime"
+
+
 class Engine:
     """Preprocessing + a runner + the threshold, all from the artifact's metadata."""
 
@@ -49,31 +80,18 @@ class Engine:
     @classmethod
     def load(cls, path, backend: str = "auto", threshold: Optional[float] = None, **runner_kwargs) -> "Engine":
         """`.onnx` -> TensorRT (cached engine) where available, else ONNX Runtime; `.engine`/`.plan` ->
-        TensorRT. backend: auto|onnxruntime|tensorrt."""
+        TensorRT. backend: one of BACKENDS."""
         path = Path(path)
         if not path.is_file():
             raise EdgeanoError(f"model file not found: {path}")
-        suffix = path.suffix.lower()
-        if backend not in ("auto", "onnxruntime", "tensorrt"):
-            raise EdgeanoError(f"unknown backend {backend!r}: use auto, onnxruntime or tensorrt")
-        if suffix in ENGINE_SUFFIXES:
-            if backend == "onnxruntime":
-                raise EdgeanoError(f"{path} is a TensorRT engine; ONNX Runtime needs the .onnx it was built from")
-            from edgeano.runtime.tensorrt import TensorRTRunner
-
-            runner = TensorRTRunner(path, **runner_kwargs)
-            return cls(runner, runner.meta, threshold)
-        if suffix == ".onnx":
-            if backend == "tensorrt" or (backend == "auto" and _tensorrt_ready()):
-                from edgeano.runtime.engine_cache import cached_tensorrt_runner
-
-                runner = cached_tensorrt_runner(path, **runner_kwargs)
-                return cls(runner, runner.meta, threshold)
-            from edgeano.runtime.onnxruntime import OnnxRuntimeRunner
-
-            runner = OnnxRuntimeRunner(path, **runner_kwargs)
-            return cls(runner, runner.meta, threshold)
-        raise EdgeanoError(f"{path}: unsupported model file (expected .onnx or .engine; .pt checkpoints need edgeano[train])")
+        if backend not in BACKENDS:
+            raise EdgeanoError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+        if path.suffix.lower() not in ENGINE_SUFFIXES + (".onnx",):
+            raise EdgeanoError(f"{path}: unsupported model file (expected .onnx or .engine; .pt checkpoints need edgeano[train])")
+        if backend == "auto":
+            backend = auto_backend(path)
+        runner = RUNNERS[backend](path, **runner_kwargs)
+        return cls(runner, runner.meta, threshold)
 
     # -- properties ----------------------------------------------------------------------------
     @property
