@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_SOURCE, EdgeanoError
 from edgeano.runtime.engine import Engine
 from edgeano.stream.loop import FrameQueue, LatestFrame, LoopConfig, StreamLoop, END
 from edgeano.stream.sources import SourceSpec, opencv_has, open_source, parse_source
@@ -45,7 +45,7 @@ def test_parse_camera_csi_files_and_folders(tmp_path):
     assert not parse_source(source=str(tmp_path)).live
     with pytest.raises(EdgeanoError) as e:
         parse_source(source=str(tmp_path / "missing.mp4"))
-    assert e.value.exit_code == 2
+    assert e.value.exit_code == EXIT_SOURCE
     with pytest.raises(EdgeanoError):
         parse_source(source="csi://left")
     with pytest.raises(EdgeanoError):
@@ -56,13 +56,13 @@ def test_parse_camera_csi_files_and_folders(tmp_path):
 def test_gstreamer_source_without_gstreamer_says_so():
     with pytest.raises(EdgeanoError) as e:
         open_source(parse_source(source="csi://0"))
-    assert e.value.exit_code == 2 and "without GStreamer" in str(e.value) and "\n" not in str(e.value)
+    assert e.value.exit_code == EXIT_SOURCE and "without GStreamer" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_empty_folder_will_not_open(tmp_path):
     with pytest.raises(EdgeanoError) as e:
         open_source(parse_source(source=str(tmp_path)))
-    assert e.value.exit_code == 2 and "no images" in str(e.value)
+    assert e.value.exit_code == EXIT_SOURCE and "no images" in str(e.value)
 
 
 def test_latest_frame_keeps_only_the_newest_and_queue_keeps_all():
@@ -159,7 +159,7 @@ def test_lost_live_source_reconnects_then_gives_up_with_exit_2(gaussian_onnx):
         loop = StreamLoop(eng, cam, [sink], cfg, log=logs.append)
         with pytest.raises(EdgeanoError) as e:
             loop.run()
-    assert e.value.exit_code == 2 and "gave up after 3 reconnect attempts" in str(e.value)
+    assert e.value.exit_code == EXIT_SOURCE and "gave up after 3 reconnect attempts" in str(e.value)
     assert loop.last_summary["reconnects"] == 2
     assert loop.last_summary["frames"] >= 3  # frames from before and between the drop-outs were scored
     assert any("reconnected" in line for line in logs)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeano.errors import EXIT_SOURCE
 from edgeano.data.images import list_images, read_image
 from edgeano.runtime.engine import Engine
 
@@ -164,16 +165,16 @@ def test_signal_mid_run_leaves_valid_outputs(sig, code, folder, gaussian_onnx, t
     assert "summary:" in err and "Traceback" not in err
 
 
-def test_missing_camera_exits_2_with_one_line(gaussian_onnx):
+def test_missing_camera_exits_3_with_one_line(gaussian_onnx):
     r = run_cli(["--model", gaussian_onnx, "--camera", 97, "--headless"])
-    assert r.returncode == 2
+    assert r.returncode == EXIT_SOURCE
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "camera 97" in lines[0] and lines[0].startswith("error:"), r.stderr
 
 
-def test_missing_file_source_exits_2(gaussian_onnx, tmp_path):
+def test_missing_file_source_exits_3(gaussian_onnx, tmp_path):
     r = run_cli(["--model", gaussian_onnx, "--source", tmp_path / "nope.mp4"])
-    assert r.returncode == 2 and "source not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == EXIT_SOURCE and "source not found" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -1,8 +1,8 @@
 """`edgeano run`: score every frame of a camera, stream, video file or image folder.
 
-Exit codes: 0 finished (end of file, --max-frames, `q`, SIGTERM), 130 SIGINT (Ctrl-C),
-2 the source will not open or a live source stayed lost after --reconnect-tries attempts,
-1 any other problem (bad flag, model). Outputs are finalised in every case.
+Exit codes (edgeano.errors): 0 finished (end of file, --max-frames, `q`, SIGTERM), 130 SIGINT (Ctrl-C),
+3 the source will not open or a live source stayed lost after --reconnect-tries attempts,
+1 or 2 any other problem (bad flag, model). Outputs are finalised in every case.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def log(msg: str) -> None:
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
 @backend_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
-              help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 2) after this many tries.")
+              help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
 @click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
@@ -112,8 +112,8 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     edgeano run --model model.engine --source csi://0 --save-video out.mp4 --events events.jsonl
     edgeano run --model model.onnx --source clip.mp4 --headless --roi 100,50,320,240
 
-    Exit codes: 0 done (end of file, --max-frames, q, SIGTERM), 130 Ctrl-C, 2 the source will not
-    open or stayed lost after --reconnect-tries, 1 other errors. Outputs are finalised in every case.
+    Exit codes: 0 done (end of file, --max-frames, q, SIGTERM), 130 Ctrl-C, 3 the source will not
+    open or stayed lost after --reconnect-tries, 1 or 2 other errors. Outputs are finalised in every case.
     """
     from edgeano.loaders import open_engine
     from edgeano.stream import sinks as sk

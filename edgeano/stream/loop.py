@@ -50,7 +50,7 @@ class LoopConfig:
     max_frames: Optional[int] = None
     loop: bool = False  # restart a file/folder at its end
     print_every_s: float = 5.0
-    reconnect_tries: int = 10  # live source lost: try this many times, then give up (exit 2)
+    reconnect_tries: int = 10  # live source lost: try this many times, then give up (exit 3)
     backoff_s: Tuple[float, float] = (0.5, 30.0)  # first wait, largest wait (doubling in between)
     queue_size: int = 4
 

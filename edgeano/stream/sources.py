@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 from edgeano.data.images import IMAGE_SUFFIXES, list_images, read_image, to_bgr8
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_SOURCE, EdgeanoError
 
-SOURCE_EXIT = 2  # a source that will not open (or is lost for good) exits with this code
+SOURCE_EXIT = EXIT_SOURCE  # a source that will not open (or is lost for good) exits with this code
 NETWORK_TIMEOUT_MS = 10000
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
@@ -66,7 +66,7 @@ def csi_pipeline(sensor: int, width: Optional[int], height: Optional[int], fps: 
 
 def parse_source(camera: Optional[int] = None, source: Optional[str] = None, width: Optional[int] = None,
                  height: Optional[int] = None, fps: Optional[float] = None) -> SourceSpec:
-    """--camera N or --source URI -> SourceSpec; raises EdgeanoError (exit 2) for a path that does not exist."""
+    """--camera N or --source URI -> SourceSpec; raises EdgeanoError (exit 3) for a path that does not exist."""
     if (camera is None) == (source is None):
         raise EdgeanoError("give exactly one of --camera N or --source URI")
     kw = dict(width=width, height=height, fps=fps)
@@ -205,7 +205,7 @@ class CaptureSource:
 
 
 def open_source(spec: SourceSpec):
-    """A SourceSpec -> an opened source (FolderSource or CaptureSource); EdgeanoError(exit 2) if it will not open."""
+    """A SourceSpec -> an opened source (FolderSource or CaptureSource); EdgeanoError(exit 3) if it will not open."""
     src = FolderSource(spec) if spec.kind == "folder" else CaptureSource(spec)
     src.open()
     return src
