@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgeano import __version__
 from edgeano.data.preprocess import Preprocess
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 
 SCHEMA = 1
 METADATA_KEY = "edgeano"
@@ -66,6 +66,36 @@ def validate(meta: Dict[str, Any], source: str = "artifact") -> Dict[str, Any]:
     except (KeyError, TypeError, ValueError) as e:
         raise EdgeanoError(f"{source}: bad input section in metadata: {e}")
     return meta
+
+
+def check_io(meta: Dict[str, Any], inputs: Sequence[Tuple[str, Sequence]], outputs: Sequence[str], source: str) -> None:
+    """The metadata against the network it describes, before the first frame: one input of shape
+    (N, C, H, W) equal to the metadata's channels and size, and every metadata output present.
+
+    `inputs`: (name, shape) per graph input, a dynamic dimension as -1, None or a string;
+    `outputs`: the graph's output names. Shared by every runner (ONNX Runtime, TensorRT engine vs
+    its sidecar, OpenVINO, Triton) and `build`, so a tampered or mismatched artifact fails in one
+    line naming the file and the field, instead of allocating what the metadata asks for."""
+    if len(inputs) != 1:
+        raise EdgeanoError(f"{source}: the network has {len(inputs)} inputs ({', '.join(n for n, _ in inputs)}); "
+                           "an edgeano artifact has exactly one", EXIT_USAGE)
+    name, shape = inputs[0]
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    pre = preprocess_of(meta)
+    want = (pre.channels,) + tuple(pre.size)
+    if len(dims) != 4:
+        raise EdgeanoError(f"{source}: network input {name!r} has shape {tuple(shape)}; expected N x {' x '.join(map(str, want))}",
+                           EXIT_USAGE)
+    for field, got, exp in (("input.channels", dims[1], want[0]), ("input.size[0] (height)", dims[2], want[1]),
+                            ("input.size[1] (width)", dims[3], want[2])):
+        if got != exp:
+            raise EdgeanoError(f"{source}: metadata {field} is {exp} but the network input {name!r} has "
+                               f"{'a dynamic size' if got is None else got} there; re-export the artifact", EXIT_USAGE)
+    missing = [o for o in meta["outputs"] if o not in outputs]
+    if "score" not in meta["outputs"] or missing:
+        what = ", ".join(missing) if missing else "score"
+        raise EdgeanoError(f"{source}: metadata outputs name {what}, which the network does not output "
+                           f"(it has {', '.join(outputs) or 'none'})", EXIT_USAGE)
 
 
 def preprocess_of(meta: Dict[str, Any]) -> Preprocess:

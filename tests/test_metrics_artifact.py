@@ -96,3 +96,25 @@ def test_engine_scores_frames_with_metadata_preprocessing(tmp_path, texture_data
     np.testing.assert_allclose(res.scores, expect, rtol=1e-5)
     np.testing.assert_array_equal(res.labels, expect >= 0.5)
     assert res.maps is None and len(res) == 3
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda m, g: m["input"].update(size=[20000, 20000]), "input.size"),  # would allocate 4.5 GB per frame
+    (lambda m, g: m["input"].update(size=[8, 16]), r"input.size\[1\]"),
+    (lambda m, g: m["input"].update(color="GRAY", mean=[0.5], std=[0.5], channels=1), "input.channels"),
+    (lambda m, g: m.update(outputs=["score", "anomaly_map"]), "anomaly_map"),
+    (lambda m, g: g.graph.output[0].__setattr__("name", "out") or g.graph.node[0].output.__setitem__(0, "out"), "score"),
+    (lambda m, g: g.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1])), "2 inputs"),
+])
+def test_runner_refuses_metadata_that_does_not_match_the_graph(tmp_path, change, field):
+    from edgeano.runtime import Engine
+
+    g = _tiny_onnx()
+    meta = artifact.make_metadata("probe", Preprocess(size=(8, 8)), ["score"], {"value": 0.5, "method": "fixed"})
+    change(meta, g)
+    artifact.set_onnx_metadata(g, meta)
+    path = tmp_path / "tampered.onnx"
+    onnx.save(g, str(path))
+    with pytest.raises(EdgeanoError, match=field) as e:
+        Engine.load(path, backend="onnxruntime")
+    assert str(path) in str(e.value) and "\n" not in str(e.value) and e.value.exit_code == 2

@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from edgeano.artifact import get_onnx_metadata, load_onnx
+from edgeano.artifact import check_io, get_onnx_metadata, load_onnx
 from edgeano.errors import EdgeanoError
 
 
@@ -33,6 +33,8 @@ class OnnxRuntimeRunner:
             self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types; one line for the user
             raise EdgeanoError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0][:300]}")
+        check_io(self.meta, [(i.name, i.shape) for i in self.session.get_inputs()],
+                 [o.name for o in self.session.get_outputs()], str(self.path))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
