@@ -7,6 +7,7 @@ Torch-free, so the runtime reads it on a device. Example:
      "mean": [...], "std": [...], "interpolation": "area", "scale": 0.00392, "layout": "NCHW"},
      "outputs": ["score"], "threshold": {"value": 41.2, "method": "fpr@0.01 held-out normal (n=76)"},
      "score_stats": {"mean": ..., "std": ..., "p50": ..., "p99": ..., "max": ..., "n": 76},
+     "map": {"unit": 1.8, "threshold": 3.1, "method": "..."},    (models with an anomaly map)
      "backbone": "efficientnet-lite0", "edgeano": "0.1.0", "opset": 17,
      "train_fingerprint": "sha256:...", "precision": "fp32", "created": "2026-11-22T12:00:00Z"}
 """
@@ -65,7 +66,30 @@ def validate(meta: Dict[str, Any], source: str = "artifact") -> Dict[str, Any]:
         Preprocess.from_dict(meta["input"])
     except (KeyError, TypeError, ValueError) as e:
         raise EdgeanoError(f"{source}: bad input section in metadata: {e}")
+    if "map" in meta:
+        validate_map(meta["map"], source)
     return meta
+
+
+def validate_map(section: Any, source: str = "artifact") -> Dict[str, Any]:
+    """meta["map"]: the anomaly map's fixed units, calibrated on normal images at training, so a
+    map means the same on every frame (never per-frame min-max). Raw map values throughout:
+
+        {"unit": 1.8,        # a high quantile of normal pixels (e.g. the 99.9th): map / unit ~ 1 at the top of normal
+         "threshold": 3.1,   # pixels at or above it are defect pixels (mask, area, peak)
+         "method": "...",    # how the two were chosen, in words
+         ...}                # optional: "quantile", "n_images", "p50", ...
+
+    Both finite and > 0, threshold >= unit is not required (a user may lower it)."""
+    if not isinstance(section, dict):
+        raise EdgeanoError(f"{source}: metadata map section must be an object with unit, threshold and method")
+    for key in ("unit", "threshold"):
+        v = section.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+            raise EdgeanoError(f"{source}: metadata map.{key} must be a finite number > 0 (raw map units), got {v!r}")
+    if not isinstance(section.get("method"), str):
+        raise EdgeanoError(f"{source}: metadata map.method must say how unit and threshold were chosen")
+    return section
 
 
 def check_io(meta: Dict[str, Any], inputs: Sequence[Tuple[str, Sequence]], outputs: Sequence[str], source: str) -> None:
