@@ -135,12 +135,14 @@ class OutputResult:
 
     def describe(self, metric: str) -> str:
         value = self.metrics.get(metric)
-        if metric not in self.bounds or value is None:
-            return f"{metric} {value:.3g}" if value is not None else metric
+        suffix = " (not enforced: needs labelled normal and anomalous images)" if metric in self.not_enforced else ""
+        if value is None:
+            return f"{metric} n/a{suffix}"
+        if metric not in self.bounds:
+            return f"{metric} {value:.3g}"
         op = METRICS[metric][1]
         ok = _within(value, op, self.bounds[metric])
         shown = op if ok else {"<=": ">", ">=": "<"}[op]
-        suffix = " (not enforced: needs labelled normal and anomalous images)" if metric in self.not_enforced else ""
         return f"{metric} {value:.3g} {shown} {self.bounds[metric]:.3g}{suffix}"
 
     def line(self) -> str:
