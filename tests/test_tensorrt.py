@@ -281,6 +281,12 @@ def test_build_refuses_external_data_outside_the_model_folder(tmp_path, build_cl
     result = build_cli(folder / "evil.onnx", "--precision", "fp32")
     line = one_line_error(result)
     assert result.exit_code == 2 and "external weight data is refused" in line and "outside" in line
+    for kv in evil.graph.initializer[0].external_data:
+        if kv.key == "location":
+            kv.value = "gone.bin"  # inside the folder, but missing: the ONNX loader's own check
+    onnx.save(evil, str(folder / "gone.onnx"))
+    result = build_cli(folder / "gone.onnx", "--precision", "fp32")
+    assert result.exit_code == 2 and "external weight data is refused" in one_line_error(result)
 
 
 def test_calibration_cache_key_changes_with_what_decides_the_scales(tmp_path, texture_data):
@@ -315,6 +321,17 @@ def test_calibration_images_and_batches(texture_data):
 
 
 # -- import hygiene and the TensorRT API check -----------------------------------------------------------
+def test_device_path_parses_as_python_38():
+    """JetPack 5.1 runs Python 3.8 (jetson/README.md): no newer syntax on the device path."""
+    import ast
+
+    files = [p for d in ("runtime", "stream", "cli") for p in (ROOT / "edgeano" / d).glob("*.py")]
+    files += [ROOT / "edgeano" / f for f in ("artifact.py", "compare.py", "golden.py", "errors.py", "fileio.py", "loaders.py",
+                                             "bench.py", "evaluate.py", "metrics.py")]
+    for path in files:
+        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 8))
+
+
 def test_tensorrt_modules_import_without_torch_or_onnxruntime():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
             "import edgeano.runtime.tensorrt, edgeano.runtime.trt_build, edgeano.runtime.trt_calibrator\n"

@@ -163,18 +163,27 @@ def golden_onnx(request):
 
 
 def test_engines_match_pytorch_golden(request, tmp_path):
+    import tensorrt as trt
+
+    from edgeano.fileio import sha256_file
     from edgeano.golden import verify_artifact
+    from edgeano.runtime.tensorrt import check_sidecar, device_info
     from edgeano.runtime.trt_build import build_engine, default_engine_path, inspect_onnx
 
     failed = []
     for onnx_path in golden_onnx(request):
-        engine = tmp_path / onnx_path.parent.name / default_engine_path(onnx_path, inspect_onnx(onnx_path).precision).name
-        engine.parent.mkdir(exist_ok=True)
-        side = build_engine(onnx_path, engine)
-        # the engine sits away from its ONNX: verify finds the golden file through the sidecar
+        beside = default_engine_path(onnx_path, inspect_onnx(onnx_path).precision)
+        side = read_sidecar(beside) if beside.is_file() and sidecar_path(beside).is_file() else None
+        if side and check_sidecar(side, trt.__version__, device_info(0)) is None \
+                and side["tensorrt"]["onnx_sha256"] == sha256_file(onnx_path):
+            engine = beside  # built by scripts/device_check.sh for this TensorRT and GPU: reuse it
+        else:  # built here, away from its ONNX: verify finds the golden file through the sidecar
+            engine = tmp_path / onnx_path.parent.name / beside.name
+            engine.parent.mkdir(exist_ok=True)
+            side = build_engine(onnx_path, engine)
         result, info = verify_artifact(engine)
         assert info["precision"] == side["precision"]
-        print("\n".join([f"{onnx_path} -> {info['backend']}"] + result.lines()))
+        print("\n".join([f"{onnx_path} -> {engine} ({info['backend']})"] + result.lines()))
         if not result.passed:
             failed.append(f"{onnx_path}: {result.summary()}")
     assert not failed, "\n".join(failed)

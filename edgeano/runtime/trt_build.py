@@ -10,6 +10,7 @@ the ONNX, carries the plan out on the device and writes the result.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sys
 import threading
 import time
@@ -74,15 +75,24 @@ def inspect_onnx(path) -> OnnxInfo:
 
 
 def check_external_data(model, path: Path) -> None:
-    """TensorRT's parser reads an ONNX's external weight files itself, with no location check: run
-    the ONNX loader's (onnx.load refuses a location outside the model's folder, a missing or short
-    file) before any path reaches TensorRT. Graphs without external data cost nothing here."""
+    """TensorRT's parser reads an ONNX's external weight files itself, with no location check: check
+    first that every location is a relative path inside the model's folder, then run the ONNX
+    loader's own checks (onnx.load: location, file present, offsets and lengths within it), before
+    any path reaches TensorRT. Graphs without external data cost nothing here."""
     import onnx
     from onnx.external_data_helper import uses_external_data
 
     tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
-    if not any(uses_external_data(t) for t in tensors):
+    external = [t for t in tensors if uses_external_data(t)]
+    if not external:
         return
+    folder = os.path.realpath(path.parent)
+    for t in external:
+        location = next((kv.value for kv in t.external_data if kv.key == "location"), "")
+        target = os.path.realpath(os.path.join(folder, location))
+        if not location or os.path.isabs(location) or os.path.commonpath([folder, target]) != folder:
+            raise EdgeanoError(f"{path}: its external weight data is refused (tensor {t.name!r} points outside "
+                               f"the model's folder: {location!r})", EXIT_USAGE)
     try:
         onnx.load(str(path), load_external_data=True)
     except Exception as e:  # noqa: BLE001 - onnx raises ValidationError, OSError, ValueError...: one line for all
