@@ -48,7 +48,7 @@ def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict
     onnx_path = run_export(str(ckpt), 17, False, None, False, False, str(data), 0, "minmax", str(out_dir), build=False)["fp32"]
 
     report.info("[5/5] evaluating with ONNX Runtime (no torch on this path)")
-    with open_engine(str(onnx_path)) as eng:
+    with open_engine(str(onnx_path), backend="onnxruntime") as eng:  # the "ONNX Runtime" figures, even where TensorRT is present
         r_onnx = evaluate(eng, ds)
         b_onnx = bench(eng, iters=30, warmup=3)
     plots = write_plots(r_onnx, run_dir, stem="demo_onnx")
