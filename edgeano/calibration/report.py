@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edgeano.errors import EdgeanoError
-from edgeano.metrics import auroc, rank_correlation
+from edgeano.evaluation.metrics import auroc, rank_correlation
 from edgeano.runtime.engine import Engine
 
 BATCH = 32
