@@ -91,13 +91,13 @@ def pearson(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def spearman(ref: np.ndarray, got: np.ndarray) -> float:
-    from edgeano.metrics import rank_correlation
+    from edgeano.evaluation.metrics import rank_correlation
 
     return float(rank_correlation(ref, got)) if ref.size > 1 else float("nan")
 
 
 def auroc_drop(ref: np.ndarray, got: np.ndarray, labels: np.ndarray) -> float:
-    from edgeano.metrics import auroc
+    from edgeano.evaluation.metrics import auroc
 
     return auroc(labels, ref) - auroc(labels, got)
 
