@@ -2,7 +2,7 @@
 outputs, a reference and tolerances in, a `Comparison` out that names what failed.
 
     from edgeano.compare import compare, tolerances_for
-    result = compare(engine.infer(x), reference, tolerances_for("onnxruntime", "fp16"), labels=None)
+    result = compare(engine.infer(x), reference, tolerances_for("onnxruntime", "fp16"), labels=None, threshold=None)
     for line in result.lines():            # one line per output
         print(line)
     if not result.passed:
@@ -19,10 +19,14 @@ INT8 report (`calibration/report.py`), the parity tests (`tests/test_parity.py`)
     max_abs     max |got - ref|                                         <= bound
     max_rel     max |got - ref| / max(|ref|, REL_FLOOR)                 <= bound
     peak_rel    max |got - ref| / max(max |ref|, REL_FLOOR)             <= bound (maps: error vs the map's peak)
+    thr_rel     max |got - ref| / max(|ref|, threshold) (1-D scores)    <= bound: scores far below the
+                threshold are judged on the threshold's scale (what decides OK/NG), the rest relative to
+                themselves; without a finite `threshold` it is max_rel
     pearson     correlation of all values                               >= bound
     spearman    rank correlation of per-image values (1-D outputs)      >= bound
     auroc_drop  AUROC(labels, ref) - AUROC(labels, got) (1-D, labels)   <= bound
-  One relative floor (REL_FLOOR) for everything, so "relative difference" means one thing.
+  One relative floor (REL_FLOOR) for everything relative to the values themselves, so "relative
+  difference" means one thing; thr_rel names its other floor, the artifact's threshold.
 - Rank metrics (spearman, auroc_drop) are enforced only when `labels` hold normal and anomalous
   images: on normal images alone (a golden file) the scores are nearly tied and their ranking is
   noise (measured: Spearman 0.64 for a correct INT8 Gaussian model on 8 training images, 0.996 on
@@ -45,11 +49,13 @@ RANK_METRICS = ("spearman", "auroc_drop")
 #         texture fixture). TensorRT FP32 is built with TF32 off (--tf32 opts in), so it is held to
 #         FP32 too, with 2x room for GPU reduction order; TF32 would need ~1e-2.
 #   fp16: 10-bit mantissa in the convolutions; the FP16 ONNX keeps unsafe parts in FP32.
-#   int8: 8-bit activations move raw scores (Gaussian on 16 calibration images: max_rel 0.28 on
-#         training images, 0.11 on the test set); the ranking of labelled images must hold.
+#   int8: 8-bit activations move raw scores by an amount on the threshold's scale, not the score's:
+#         a Gaussian model's normal training images score ~1/8 of the threshold, so their max_rel
+#         reaches 0.55 (128 px, 64 calibration images) while thr_rel stays <= 0.07 there and <= 0.17 on
+#         labelled test sets (texture fixtures, 3 models); the ranking of labelled images must hold.
 FP32 = {"score": {"max_rel": 1e-4}, "anomaly_map": {"peak_rel": 1e-4}}
 FP16 = {"score": {"max_rel": 5e-2, "spearman": 0.98}, "anomaly_map": {"peak_rel": 2e-2}}
-INT8 = {"score": {"max_rel": 0.5, "spearman": 0.9, "auroc_drop": 0.05}, "anomaly_map": {"pearson": 0.9}}
+INT8 = {"score": {"thr_rel": 0.25, "spearman": 0.9, "auroc_drop": 0.05}, "anomaly_map": {"pearson": 0.9}}
 TOLERANCES: Dict[Tuple[str, str], Dict[str, Dict[str, float]]] = {
     ("onnxruntime", "fp32"): FP32,
     ("onnxruntime", "fp16"): FP16,
@@ -77,6 +83,11 @@ def max_abs(ref: np.ndarray, got: np.ndarray) -> float:
 
 def max_rel(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), REL_FLOOR))) if ref.size else 0.0
+
+
+def thr_rel(ref: np.ndarray, got: np.ndarray, threshold: Optional[float] = None) -> float:
+    floor = threshold if threshold is not None and np.isfinite(threshold) and threshold > 0 else REL_FLOOR
+    return float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), max(floor, REL_FLOOR)))) if ref.size else 0.0
 
 
 def peak_rel(ref: np.ndarray, got: np.ndarray) -> float:
@@ -107,6 +118,7 @@ METRICS: Dict[str, Tuple[Callable, str, str]] = {
     "max_abs": (max_abs, "<=", "any"),
     "max_rel": (max_rel, "<=", "any"),
     "peak_rel": (peak_rel, "<=", "any"),
+    "thr_rel": (thr_rel, "<=", "1d"),
     "pearson": (pearson, ">=", "any"),
     "spearman": (spearman, ">=", "1d"),
     "auroc_drop": (auroc_drop, "<=", "1d"),
@@ -189,7 +201,8 @@ class Comparison:
 
 
 # -- the comparison --------------------------------------------------------------------------------
-def compare_output(name: str, got, ref, bounds: Optional[Mapping[str, float]] = None, labels=None) -> OutputResult:
+def compare_output(name: str, got, ref, bounds: Optional[Mapping[str, float]] = None, labels=None,
+                   threshold: Optional[float] = None) -> OutputResult:
     """Compare one output with its reference; every applicable metric is computed, `bounds` enforced."""
     bounds = dict(bounds or {})
     unknown = [m for m in bounds if m not in METRICS]
@@ -219,6 +232,8 @@ def compare_output(name: str, got, ref, bounds: Optional[Mapping[str, float]] = 
                     res.not_enforced.append(metric)
                 continue
             value = fn(ref64, got64, y)
+        elif metric == "thr_rel":
+            value = fn(ref64, got64, threshold)
         else:
             value = fn(ref64, got64)
         res.metrics[metric] = value
@@ -232,10 +247,12 @@ def compare_output(name: str, got, ref, bounds: Optional[Mapping[str, float]] = 
 
 
 def compare(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-            tolerances: Optional[Mapping[str, Mapping[str, float]]] = None, labels=None) -> Comparison:
-    """Every reference output against `outputs[name]` under `tolerances[name]` (see the module doc)."""
+            tolerances: Optional[Mapping[str, Mapping[str, float]]] = None, labels=None,
+            threshold: Optional[float] = None) -> Comparison:
+    """Every reference output against `outputs[name]` under `tolerances[name]` (see the module doc).
+    labels: 0/1 per image (enables the rank metrics); threshold: the artifact's (for thr_rel)."""
     tolerances = tolerances or {}
-    results = {name: compare_output(name, outputs.get(name), ref, tolerances.get(name), labels)
+    results = {name: compare_output(name, outputs.get(name), ref, tolerances.get(name), labels, threshold)
                for name, ref in reference.items()}
     first = next(iter(reference.values()), np.zeros(0))
     return Comparison(results, int(np.asarray(first).shape[0]) if np.asarray(first).ndim else 1)

@@ -139,9 +139,11 @@ def verify_artifact(path, golden_path=None, backend: str = "auto", **runner_kw):
         except KeyError as e:
             raise EdgeanoError(f"{path}: {e.args[0]}", EXIT_ERROR)
         outputs = engine.infer(golden.inputs)
+        threshold = engine.threshold if np.isfinite(engine.threshold) else None  # JSON-safe
         info = {"artifact": str(path), "backend": engine.name, "precision": precision, "golden": str(golden.path),
+                "threshold": threshold,
                 "images": int(golden.inputs.shape[0]), "source": golden.meta.get("source", "")}
-    return compare(outputs, golden.outputs, tolerances), info
+    return compare(outputs, golden.outputs, tolerances, threshold=threshold), info
 
 
 def describe(result, info: Dict) -> List[str]:

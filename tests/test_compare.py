@@ -70,3 +70,14 @@ def test_table_covers_every_precision_and_unknown_rows_say_how_to_add_one():
         tolerances_for("nosuch", "fp32")
     with pytest.raises(KeyError, match="unknown metric"):
         compare(outputs([1.0]), outputs([1.0]), {"score": {"bogus": 1}})
+
+
+def test_thr_rel_judges_small_scores_on_the_thresholds_scale():
+    ref = outputs([0.2, 0.25, 5.0])  # two normal images far below a threshold of 2, one anomaly
+    got = outputs([0.3, 0.2, 5.5])  # +-0.1 on the normals (50% of themselves), +10% on the anomaly
+    tol = {"score": {"thr_rel": 0.25}}
+    res = compare(got, ref, tol, threshold=2.0)
+    assert res.passed and res.metric("score", "thr_rel") == pytest.approx(0.1)  # max(0.1 / 2, 0.05 / 2, 0.5 / 5)
+    assert compare(got, ref, tol).metric("score", "thr_rel") == pytest.approx(0.5)  # no threshold: max_rel
+    assert compare(got, ref, tol, threshold=float("inf")).failures == ["score.thr_rel"]
+    assert not compare(outputs([0.0, 0.0, 0.0]), ref, tol, threshold=2.0).passed  # zeros: the anomaly is lost

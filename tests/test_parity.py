@@ -109,7 +109,7 @@ def _test_set(root: Path, per_class: int = 0):
 def check_against_torch(ref: Engine, eng: Engine, frames, labels, tol) -> None:
     """The one comparator (edgeano.compare) on the Engines' raw outputs for the same images."""
     x = ref.preprocess.batch(frames)
-    result = compare(eng.infer(x), ref.infer(x), tol, labels)
+    result = compare(eng.infer(x), ref.infer(x), tol, labels, threshold=ref.threshold)
     assert result.passed, result.summary() + "\n" + "\n".join(result.lines())
 
 

@@ -320,6 +320,26 @@ def test_calibration_images_and_batches(texture_data):
     np.testing.assert_array_equal(batches[2][2], batches[2][0])  # padding repeats real images
 
 
+@pytest.mark.skipif(TRT_API is None, reason="trt-api tool (../shared/tools/trt-api) not found")
+def test_call_checker_sees_methods_on_tensorrt_objects(tmp_path):
+    """tools/check_trt_calls.py is not vacuous: a wrong method on a TensorRT object, a method of the
+    module passed as `trt`, and a name holding another class than the checker assumes all fail."""
+    src = tmp_path / "uses_trt.py"
+    src.write_text("def build(trt, logger):\n"
+                   "    builder = trt.Builder(logger)\n"
+                   "    config = builder.create_network(0)\n"  # a network under the name of a config
+                   "    config.set_flagg(trt.BuilderFlag.FP16)\n"
+                   "    trt.BuilderFlag.NOPE\n"
+                   "    self.context.execute_async_v2(0, 0)\n")
+    out = subprocess.run(["bash", str(TRT_API / "trt-python"), "10.3.0", str(ROOT / "tools" / "check_trt_calls.py"), str(src)],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHON=sys.executable))
+    assert out.returncode == 1, out.stdout + out.stderr
+    for expected in ("MISSING   trt.IBuilderConfig.set_flagg", "MISSING   trt.BuilderFlag.NOPE",
+                     "MISSING   trt.IExecutionContext.execute_async_v2", "MISMATCH  config = ...create_network(...) makes "
+                     "trt.INetworkDefinition"):
+        assert expected in out.stdout, out.stdout
+
+
 # -- import hygiene and the TensorRT API check -----------------------------------------------------------
 def test_device_path_parses_as_python_38():
     """JetPack 5.1 runs Python 3.8 (jetson/README.md): no newer syntax on the device path."""
