@@ -155,8 +155,8 @@ def build_engine(onnx_path, engine_path, precision: Optional[str] = None, worksp
     precision None = the ONNX's own (fp32, FP16 ONNX -> fp16, QDQ ONNX -> int8)."""
     info = inspect_onnx(onnx_path)
     trt = import_tensorrt("building an engine")  # one-line error where it is missing
-    if workspace_gib <= 0:
-        raise EdgeanoError(f"--workspace {workspace_gib}: must be > 0 GiB", EXIT_USAGE)
+    if not (workspace_gib > 0 and workspace_gib != float("inf")):  # NaN fails both comparisons
+        raise EdgeanoError(f"--workspace {workspace_gib}: must be a number of GiB > 0", EXIT_USAGE)
     plan = plan_build(trt, request_for(info, trt.__version__, precision, max_batch, opt_batch, dla_core, calib_data, tf32))
     dev = device_info(device)
     with cuda_context(device):  # TensorRT builds on the current context's device; the calibrator's buffers live there
