@@ -104,3 +104,21 @@ def test_overlay_colours_use_the_artifact_units():
     cold = heat_tile(img, np.zeros((16, 16), np.float32), lo, hi, alpha=1.0)
     hot = heat_tile(img, np.full((16, 16), 3.0, np.float32), lo, hi, alpha=1.0)
     assert cold[8, 8, 0] > cold[8, 8, 2] and hot[8, 8, 2] > hot[8, 8, 0]  # BGR: blue at 0, red at the map threshold
+
+
+def test_train_map_option(texture_data, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeano.cli.main import cli
+
+    base = ["train", "--data", str(texture_data), "--img-size", "64", "--out", str(tmp_path / "runs")]
+    for args, msg in ((["--model", "gaussian", "--map", "0,9"], "levels must be distinct"),
+                      (["--model", "gaussian", "--map", "four"], "give backbone levels"),
+                      (["--model", "ganomaly", "--map", "4,5"], "Gaussian-model option")):
+        r = CliRunner().invoke(cli, base + args)
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "runs").exists()  # rejected before any work
+    r = CliRunner().invoke(cli, base + ["--model", "gaussian", "--map", "none", "--name", "plain"])
+    assert r.exit_code == 0, r.output
+    model, ck = load_checkpoint(tmp_path / "runs" / "gaussian" / "plain" / "weights" / "best.pt")
+    assert model.patch_map is None and model.output_names == ("score",) and "map" not in ck["meta"]

@@ -24,6 +24,8 @@ MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
 @click.option("--width", type=int, default=None, help="GANomaly family: base conv width (default 64, as in the papers).")
 @click.option("--contrast", type=click.Choice(["none", "standardize"]), default=None,
               help="Per-image contrast normalisation inside the graph, for parts under varying exposure (default none).")
+@click.option("--map", "map_levels", default=None,
+              help="Gaussian model: backbone levels of the anomaly map (default 4,5,6), or 'none' for the score-only Rippel model.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--resume", is_flag=True, help="GANomaly family: continue the named run from last.pt.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(), help="Runs folder.")
@@ -32,15 +34,19 @@ MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
 @friendly_errors
 def command(model, **opts):
     """Train MODEL on the good images in --data."""
-    from edgeano.errors import EdgeanoError
+    from edgeano.errors import EXIT_USAGE, EdgeanoError
     from edgeano.train import run_training
 
     gan_only = {k: v for k, v in opts.items() if k in ("channels", "nz", "width") and v is not None}
+    if model != "gaussian" and opts["map_levels"] is not None:
+        raise EdgeanoError(f"--map is a Gaussian-model option; {model} has its own reconstruction map (drop it)", EXIT_USAGE)
     if model == "gaussian" and gan_only:
         raise EdgeanoError(f"--{', --'.join(gan_only)}: GANomaly-family options; the Gaussian model has no such setting")
     if model == "gaussian":
         for k in ("channels", "nz", "width"):
             opts.pop(k)
-    elif opts["channels"] is not None:
-        opts["channels"] = int(opts["channels"])
+    else:
+        opts.pop("map_levels")
+        if opts["channels"] is not None:
+            opts["channels"] = int(opts["channels"])
     run_training(model, **opts)

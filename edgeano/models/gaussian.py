@@ -145,7 +145,7 @@ class GaussianAD(AnomalyModel):
         if self.patch_map is not None:
             meta.update(map_levels=list(self.patch_map.levels), memory_size=self.patch_map.memory_size, map_weight=self.map_weight,
                         score="g/sd_g + map_weight * (max(anomaly_map) - floor)/sd_m; g = Gaussian score, anomaly_map = "
-                              "nearest-neighbour patch distance, standardised per position on normal images")
+                              "squared nearest-neighbour patch distance, standardised per position on normal images")
         return meta
 
     def backbone_maps(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:

@@ -3,7 +3,7 @@
 single-pass graph as the Gaussian image score.
 
     feature maps of `levels` ──3x3 mean──► one grid (finest level's stride) ──► patches (P, D)
-    d(p) = min_m ||p − memory_m||             memory: M normal patches, a greedy k-centre coreset
+    d(p) = min_m ||p − memory_m||²            memory: M normal patches, a greedy k-centre coreset
     z(p) = (d(p) − mu(p)) / sigma(p)          per-position statistics of normal images' d (borders,
                                               corners and padding effects look alike on every image)
     map  = R z Cᵀ                             bilinear upsampling and a Gaussian blur to the input
@@ -12,10 +12,18 @@ single-pass graph as the Gaussian image score.
 The map is in fixed units: 0 on a typical normal pixel, 1 one normal standard deviation above the
 usual distance at that position, never below -max(mu / sigma) (d >= 0, and R, C average);
 meta["map"] says which value is the top of normal (`unit`) and which marks a defect pixel
-(`threshold`). Every step is MatMul,
-Add/Sub/Mul, ReduceMin/ReduceSum, AveragePool and Sqrt: ONNX, ONNX Runtime and TensorRT agree
-on all of them (no Resize semantics to match), and the head stays float32 in FP16/INT8
-artifacts (edgeano/onnx_graph.py).
+(`threshold`). Every step is MatMul, Add/Sub/Mul, ReduceMin/ReduceSum/ReduceMax and
+AveragePool, standard ONNX ops that TensorRT's parser takes (no Resize, whose coordinate
+conventions differ between frameworks); the head stays float32 in FP16/INT8 artifacts
+(edgeano/onnx_graph.py). Not yet built with TensorRT here (no GPU).
+
+Numerics: d is computed as |p'|² − 2 p'·m' + |m'|² with patches and memory centred on the
+memory's mean (|p|² of raw features is ~1.5e4, centred ~1.4e3: 10x less float32 cancellation),
+and kept squared: a square root amplifies that rounding near d = 0, i.e. on images much like the
+training ones (ONNX Runtime vs PyTorch on the 64 px test fixture's training images: largest
+difference 9.4e-2 of values up to 35 with the root and no centring, 1.2e-3 of values up to 1.2e3
+squared and centred: 2.7e-3 vs 1e-6 of the peak). The synthetic-defect protocol scores both
+forms alike (fused image AUROC 0.838 vs 0.837).
 """
 
 from __future__ import annotations
@@ -91,7 +99,9 @@ class PatchMap(nn.Module):
             self.register_buffer(f"up_cols_{i}", upsample_matrix(gw, w), persistent=False)
         self.register_buffer("rows", upsample_matrix(self.size[0], gh, self.blur_sigma), persistent=False)
         self.register_buffer("cols", upsample_matrix(self.size[1], gw, self.blur_sigma), persistent=False)
-        self.register_buffer("memory", torch.zeros(self.memory_size, self.dim))
+        self.register_buffer("center", torch.zeros(self.dim))
+        self.register_buffer("memory", torch.zeros(self.memory_size, self.dim))  # centred: patch - center
+        self.register_buffer("memory_sq", torch.zeros(self.memory_size))  # |memory|^2, row by row
         self.register_buffer("pos_mean", torch.zeros(gh, gw))
         self.register_buffer("pos_inv_std", torch.ones(gh, gw))
 
@@ -105,12 +115,23 @@ class PatchMap(nn.Module):
             out.append(f)
         return torch.cat(out, 1)
 
+    def set_memory(self, patches: torch.Tensor) -> None:
+        """Store up to `memory_size` normal patches (M', D); with fewer (tiny data sets) the last
+        slots repeat the first patch, which leaves every minimum unchanged."""
+        full = torch.empty(self.memory_size, self.dim, dtype=torch.float64)
+        full[: len(patches)] = patches.double()
+        full[len(patches):] = patches[:1].double()
+        center = full.mean(0)
+        m = (full - center).float()
+        self.center.copy_(center.float())
+        self.memory.copy_(m)
+        self.memory_sq.copy_((m * m).sum(1))
+
     def distances(self, patches: torch.Tensor) -> torch.Tensor:
-        """(N, D, gh, gw) -> (N, gh, gw): distance of each patch to its nearest memory patch."""
-        p = patches.flatten(2).transpose(1, 2)  # (N, P, D)
-        m = self.memory
-        d2 = (p * p).sum(-1, keepdim=True) - 2.0 * (p @ m.T) + (m * m).sum(-1)  # (N, P, M)
-        return d2.amin(-1).clamp_min(0.0).sqrt().reshape(-1, *self.grid)
+        """(N, D, gh, gw) -> (N, gh, gw): squared distance of each patch to its nearest memory patch."""
+        p = patches.flatten(2).transpose(1, 2) - self.center  # (N, P, D), centred like the memory
+        d2 = (p * p).sum(-1, keepdim=True) - 2.0 * (p @ self.memory.T) + self.memory_sq  # (N, P, M)
+        return d2.amin(-1).clamp_min(0.0).reshape(-1, *self.grid)
 
     def normalise(self, d: torch.Tensor) -> torch.Tensor:
         return (d - self.pos_mean) * self.pos_inv_std

@@ -212,6 +212,27 @@ def fit_gaussian(frames_or_paths: Sequence[Item], preprocess: Optional[Preproces
     return model, meta
 
 
+def map_levels_option(value) -> Tuple[int, ...]:
+    """--map: None -> the default levels, "none" -> () (score only), "4,5,6" -> (4, 5, 6); one line on bad input."""
+    from edgeano.errors import EXIT_USAGE
+    from edgeano.models.backbones import N_LEVELS
+
+    if value is None:
+        return tuple(DEFAULT_MAP_LEVELS)
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return ()
+        try:
+            value = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise EdgeanoError(f"--map {value!r}: give backbone levels such as 4,5,6, or none", EXIT_USAGE)
+    levels = tuple(int(v) for v in value)
+    if not levels or len(set(levels)) != len(levels) or not all(1 <= v < N_LEVELS - 1 for v in levels):
+        raise EdgeanoError(f"--map {','.join(map(str, levels))}: levels must be distinct, in 1..{N_LEVELS - 2} "
+                           f"(default {','.join(map(str, DEFAULT_MAP_LEVELS))}), or none", EXIT_USAGE)
+    return levels
+
+
 def synthetic_line(est: Dict) -> str:
     """The estimate in one line, for users without defect images."""
     def f(key):
@@ -225,7 +246,7 @@ def synthetic_line(est: Dict) -> str:
 
 def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, weights=None, img_size=None, epochs=None,
           batch=None, lr=None, device: str = "cpu", resume: bool = False, out="runs", name=None, seed: int = 0,
-          contrast=None, **_ignored):
+          contrast=None, map_levels=None, **_ignored):
     """`edgeano train --model gaussian`: fit, threshold, map units, synthetic-defect estimate, write
     runs/gaussian/<name>/. contrast: "none" (default) or "standardize" (per-image contrast
     normalisation in the graph). The test split is not scored here: `edgeano eval` does that, on
@@ -242,6 +263,7 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     if img_size < 32:
         raise EdgeanoError(f"--img-size {img_size} is too small for the backbone (use >= 32; default {DEFAULT_SIZE})")
     contrast = contrast_option(contrast)
+    map_levels = map_levels_option(map_levels)
     batch = int(batch or 4)
     if batch < 1:
         raise EdgeanoError("--batch must be >= 1")
@@ -255,7 +277,8 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
         raise EdgeanoError(f"no training images in {data} (expected train/good/ or images in the folder)")
     report.info(ds.summary())
     base = Preprocess(size=(img_size, img_size), contrast=contrast)  # make_preprocess sets the backbone's mean/std
-    gmodel, meta = fit_gaussian(ds.train, base, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device)
+    gmodel, meta = fit_gaussian(ds.train, base, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device,
+                                map_levels=map_levels, seed=seed)
     if meta["n_skipped"]:
         report.warning(f"skipped {meta['n_skipped']} unreadable training image(s)")
     meta["train_fingerprint"] = fingerprint(ds.train)

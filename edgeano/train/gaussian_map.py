@@ -67,14 +67,6 @@ def fit_memory(model: GaussianAD, patches: torch.Tensor, seed: int) -> torch.Ten
     return cand[greedy_coreset(cand, m, seed=seed)]
 
 
-def set_memory(model: GaussianAD, memory: torch.Tensor) -> None:
-    pm = model.patch_map
-    full = torch.empty(pm.memory_size, pm.dim)
-    full[: len(memory)] = memory
-    full[len(memory):] = memory[:1]  # fewer patches than slots (tiny data): repeat one, the minimum is unchanged
-    pm.memory.copy_(full)
-
-
 @torch.no_grad()
 def out_of_fold(model: GaussianAD, feats: Features, syn: Optional[Features], syn_src: np.ndarray, k: int,
                 progress=None) -> OutOfFold:
@@ -95,7 +87,7 @@ def out_of_fold(model: GaussianAD, feats: Features, syn: Optional[Features], syn
             res.g_syn[held_syn] = model.score_features([f[held_syn].float() for f in syn.pooled]).numpy()
         if model.patch_map is not None:
             memory = fit_memory(model, feats.patches[kept], seed=j)
-            set_memory(model, memory)
+            model.patch_map.set_memory(memory)
             res.d[held] = distances(model, feats.patches[held])
             if len(held_syn):
                 res.d_syn[held_syn] = distances(model, syn.patches[held_syn])
@@ -161,7 +153,7 @@ def finalise(model: GaussianAD, feats: Features, seed: int, progress=None) -> Li
     """The shipped model: Gaussians and the coreset memory from all good images."""
     shrink = model.fit_gaussians(feats.pooled, progress=progress)
     if model.patch_map is not None:
-        set_memory(model, fit_memory(model, feats.patches, seed=seed))
+        model.patch_map.set_memory(fit_memory(model, feats.patches, seed=seed))
     return shrink
 
 
