@@ -85,6 +85,8 @@ def test_plain_rippel_model_and_a_deterministic_estimate(texture_data):
     b = fit_gaussian(frames, img_size=64, synthetic=8)
     assert a[1]["synthetic"] == b[1]["synthetic"] and a[1]["threshold"] == b[1]["threshold"] and a[1]["map"] == b[1]["map"]
     assert torch.equal(a[0].patch_map.memory, b[0].patch_map.memory)
+    c = fit_gaussian(frames, img_size=64, synthetic=8, seed=1)  # the seed reaches the defects, folds' coresets and memory
+    assert c[1]["synthetic"] != a[1]["synthetic"] and not torch.equal(c[0].patch_map.memory, a[0].patch_map.memory)
     assert {"image_auroc", "pixel_auroc", "aupro", "tpr_at_threshold"} <= set(a[1]["synthetic"])
 
 

@@ -170,9 +170,8 @@ def fit_gaussian(frames_or_paths: Sequence[Item], preprocess: Optional[Preproces
     net, source = pretrained(backbone, weights, num_classes=0)
     pre = make_preprocess(backbone, img_size, preprocess)
     kw = dict(backbone=backbone, levels=levels, pool=pool, padding=net.padding, bn_eps=net.bn_eps)
-    model = GaussianAD(pre, **kw)
-    if map_levels:  # the memory size depends on how many images there are: count them first
-        model = GaussianAD(pre, map_levels=map_levels, memory_size=1, map_weight=map_weight, **kw)
+    # the memory size depends on how many images decode: extract with a placeholder, then build the final model
+    model = GaussianAD(pre, map_levels=map_levels, memory_size=1 if map_levels else 0, map_weight=map_weight, **kw)
     model.backbone.load_state_dict(net.state_dict())
     model = model.to(device).eval()
 
@@ -195,10 +194,10 @@ def fit_gaussian(frames_or_paths: Sequence[Item], preprocess: Optional[Preproces
     k = max(2, min(folds, n))
     with tqdm(total=k * (len(model.dims) + 1) + len(model.dims), desc=f"fit ({k}-fold + final)", unit="fit", file=sys.stderr,
               leave=False) as bar, torch.no_grad():
-        oof = out_of_fold(model, feats, syn_feats, src, k, progress=bar)
+        oof = out_of_fold(model, feats, syn_feats, src, k, progress=bar, seed=seed)
         masks = [resize_mask(m, pre.size) for m in syn.masks]
         meta = calibrate(model, oof, fpr, masks, syn.kinds, k)
-        shrink = finalise(model, feats, seed=k, progress=bar)
+        shrink = finalise(model, feats, seed=seed * 1000 + k, progress=bar)
     meta.update({
         "backbone": backbone,
         "backbone_weights": source,

@@ -69,7 +69,7 @@ def fit_memory(model: GaussianAD, patches: torch.Tensor, seed: int) -> torch.Ten
 
 @torch.no_grad()
 def out_of_fold(model: GaussianAD, feats: Features, syn: Optional[Features], syn_src: np.ndarray, k: int,
-                progress=None) -> OutOfFold:
+                progress=None, seed: int = 0) -> OutOfFold:
     """k fits, each scoring the held-out fold's clean images and the synthetic copies of them."""
     n = len(feats.pooled[0])
     folds = np.arange(n) % k
@@ -86,7 +86,7 @@ def out_of_fold(model: GaussianAD, feats: Features, syn: Optional[Features], syn
         if len(held_syn):
             res.g_syn[held_syn] = model.score_features([f[held_syn].float() for f in syn.pooled]).numpy()
         if model.patch_map is not None:
-            memory = fit_memory(model, feats.patches[kept], seed=j)
+            memory = fit_memory(model, feats.patches[kept], seed=seed * 1000 + j)
             model.patch_map.set_memory(memory)
             res.d[held] = distances(model, feats.patches[held])
             if len(held_syn):
