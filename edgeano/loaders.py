@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.runtime.engine import Engine
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -48,5 +48,13 @@ def open_engine(model: str, backend: str = "auto", threshold: Optional[float] = 
             from edgeano.models.runner import engine_from_checkpoint
         except ImportError as e:
             raise EdgeanoError(f"{path} is a PyTorch checkpoint and needs torch ({e.name} missing): pip install 'edgeano[train]', or pass the exported .onnx")
+        threads = kw.pop("threads", None)
+        if backend == "openvino" or kw.pop("precision", "fp32") != "fp32":
+            raise EdgeanoError(f"{path} is a PyTorch checkpoint: the OpenVINO runner needs the exported .onnx "
+                               f"(edgeano export --model {path})", EXIT_USAGE)
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))  # process-wide in PyTorch: the eager runner has no setting of its own
         return engine_from_checkpoint(path, threshold=threshold, **kw)
     return Engine.load(path, backend=backend, threshold=threshold, **kw)

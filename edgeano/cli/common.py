@@ -12,12 +12,37 @@ from edgeano.errors import EdgeanoError
 
 # --backend choices; edgeano.runtime.engine.BACKENDS is the source (a literal here keeps `--help`
 # from importing numpy and OpenCV; a test pins that the two agree).
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+PRECISIONS = ("fp32", "bf16")  # OpenVINO's compute precision (edgeano.runtime.openvino.PRECISIONS)
 
 
 def backend_option(fn):
     return click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                        help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime.")(fn)
+                        help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime; "
+                             "openvino needs edgeano[openvino].")(fn)
+
+
+def precision_option(fn):
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                        help="OpenVINO runner: compute precision, pinned (bf16 where the CPU has AVX512_BF16/AMX: "
+                             "faster, scores move slightly). ONNX Runtime and TensorRT run the artifact's precision.")(fn)
+
+
+def runner_options(backend: str, precision: str = "fp32", threads=None) -> dict:
+    """The runner keywords of --backend/--precision/--threads, checked together: --precision bf16
+    is an OpenVINO setting, and silently ignoring it elsewhere would report an FP32 figure as bf16."""
+    from edgeano.errors import EXIT_USAGE
+
+    if threads is not None and threads < 1:
+        raise EdgeanoError(f"--threads must be >= 1, got {threads}", EXIT_USAGE)
+    kw = {"threads": threads} if threads else {}
+    if precision != "fp32":
+        if backend != "openvino":
+            raise EdgeanoError(f"--precision {precision} is the OpenVINO runner's compute precision: add --backend openvino "
+                               "(ONNX Runtime and TensorRT run the artifact's own precision)", EXIT_USAGE)
+    if backend == "openvino":
+        kw["precision"] = precision
+    return kw
 
 
 def friendly_errors(fn):

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options
 from edgeano.errors import EdgeanoError
 
 
@@ -77,6 +77,21 @@ class SignalStop:
         return 130 if signal.SIGINT in self.received else 0
 
 
+def loop_runner_kwargs(model: str, backend: str, precision: str, threads) -> dict:
+    """--backend/--precision/--threads, with the loop's thread default (edgeano.runtime.cpu.loop_runner_options)
+    where no --threads was given and the model runs on a CPU backend."""
+    kw = runner_options(backend, precision, threads)
+    if threads is None:
+        from edgeano.loaders import is_checkpoint, resolve_model
+        from edgeano.runtime.cpu import loop_runner_options
+        from edgeano.runtime.engine import auto_backend
+
+        path = resolve_model(model)
+        if not is_checkpoint(path):
+            kw.update(loop_runner_options(auto_backend(path) if backend == "auto" else backend))
+    return kw
+
+
 def log(msg: str) -> None:
     click.echo(msg, err=True)
 
@@ -99,12 +114,16 @@ def log(msg: str) -> None:
 @click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames.")
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
 @backend_option
+@precision_option
+@click.option("--threads", type=int, default=None,
+              help="CPU inference threads (ONNX Runtime / OpenVINO). Default: one core fewer than the machine has, "
+                   "leaving one to decode and preprocess the next frame.")
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
 @click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
-            threshold, roi, max_frames, loop_, backend, reconnect_tries, print_every):
+            threshold, roi, max_frames, loop_, backend, precision, threads, reconnect_tries, print_every):
     """Score every frame from a camera, stream, video file or image folder.
 
     \b
@@ -128,7 +147,7 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     if loop_ and spec.live:
         raise EdgeanoError(f"--loop restarts files and folders; {spec.uri} is a live source")
 
-    engine = open_engine(model, backend=backend, threshold=threshold)
+    engine = open_engine(model, backend=backend, threshold=threshold, **loop_runner_kwargs(model, backend, precision, threads))
     quiet_opencv()
     src = open_source(spec)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -153,7 +172,9 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
 
     cfg = LoopConfig(roi=roi_box, max_frames=max_frames, loop=loop_, print_every_s=print_every, reconnect_tries=reconnect_tries)
     loop = StreamLoop(engine, src, sinks, cfg, log=log)
-    log(f"run: {engine.name} ({engine.meta.get('model', '?')}, threshold {engine.threshold:.4g}) on {spec.uri} "
+    threads_used = getattr(engine.runner, "threads", None)
+    log(f"run: {engine.name}{f' {threads_used} thread' + ('s' if threads_used > 1 else '') if threads_used else ''} "
+        f"({engine.meta.get('model', '?')}, threshold {engine.threshold:.4g}) on {spec.uri} "
         f"[{spec.kind}{', live' if spec.live else ''}]")
     with SignalStop(loop.stop) as signals:
         try:

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edgeano.artifact import preprocess_of
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -56,7 +56,15 @@ def _load_tensorrt(path: Path, **kw):
     return cached_tensorrt_runner(path, **kw)
 
 
-RUNNERS = {"onnxruntime": _load_onnxruntime, "tensorrt": _load_tensorrt}
+def _load_openvino(path: Path, **kw):
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        raise EdgeanoError(f"{path} is a TensorRT engine; OpenVINO needs the .onnx it was built from", EXIT_USAGE)
+    from edgeano.runtime.openvino import OpenVINORunner
+
+    return OpenVINORunner(path, **kw)
+
+
+RUNNERS = {"onnxruntime": _load_onnxruntime, "tensorrt": _load_tensorrt, "openvino": _load_openvino}
 BACKENDS = ("auto",) + tuple(RUNNERS)  # the CLI's --backend choices (edgeano.cli.common.BACKENDS) mirror this
 
 
@@ -97,6 +105,11 @@ class Engine:
     @property
     def name(self) -> str:
         return getattr(self.runner, "name", type(self.runner).__name__)
+
+    @property
+    def precision(self) -> str:
+        """What the runner computes in (OpenVINO: as its compiled model reports it), else the artifact's."""
+        return str(getattr(self.runner, "precision", None) or self.meta.get("precision", "fp32"))
 
     @property
     def has_map(self) -> bool:

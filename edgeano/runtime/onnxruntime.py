@@ -9,10 +9,15 @@ import numpy as np
 
 from edgeano.artifact import check_io, get_onnx_metadata, load_onnx
 from edgeano.errors import EdgeanoError
+from edgeano.runtime.cpu import physical_cores
 
 
 class OnnxRuntimeRunner:
-    def __init__(self, path, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None):
+    def __init__(self, path, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
+                 spinning: Optional[bool] = None):
+        """threads: intra-op threads (None: ORT's default, one per physical core). spinning: whether
+        idle intra-op threads busy-wait for the next parallel section (ORT's default: yes); off
+        leaves their core to other threads of the process, such as the camera loop's capture."""
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -24,6 +29,8 @@ class OnnxRuntimeRunner:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         available = ort.get_available_providers()
         providers = list(providers) if providers else ["CPUExecutionProvider"]
         unknown = [p for p in providers if p not in available]
@@ -41,6 +48,8 @@ class OnnxRuntimeRunner:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.max_batch = 0 if self.input_shape[0] == -1 else int(self.input_shape[0])
         self.name = f"onnxruntime-{self.meta.get('precision', 'fp32')}"
+        self.on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        self.threads = int(threads) if threads else (physical_cores() if self.on_cpu else None)
 
     def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})

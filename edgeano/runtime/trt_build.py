@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from edgeano.artifact import get_onnx_metadata, load_onnx, preprocess_of, sidecar_path
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.fileio import sha256_file, write_bytes, write_json
 from edgeano.runtime.tensorrt import _Logger, cuda_context, device_info, import_tensorrt, trt_major
 
@@ -65,6 +65,9 @@ def inspect_onnx(path) -> OnnxInfo:
     precision = str(meta.get("precision", "fp32")).lower()
     if precision not in PRECISIONS:
         raise EdgeanoError(f"{path}: unknown precision {precision!r} in its metadata (expected {', '.join(PRECISIONS)})")
+    if (meta.get("calibration") or {}).get("target") == "cpu":
+        raise EdgeanoError(f"{path} is the CPU form of INT8 (asymmetric, for ONNX Runtime/OpenVINO on x86); TensorRT needs "
+                           "the TensorRT form: edgeano calibrate FP32.onnx --data DIR (without --target cpu)", EXIT_USAGE)
     return OnnxInfo(path, meta, precision, inputs[0].name, shape)
 
 
