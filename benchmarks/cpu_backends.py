@@ -74,7 +74,7 @@ def variants(a) -> dict:
 def auroc_of(engines: dict, data: Path) -> dict:
     """Image AUROC on data's test/ per variant, its drop in points vs ort-fp32, Spearman vs ort-fp32."""
     from edgeano.data.datasets import load_dataset
-    from edgeano.metrics import auroc, rank_correlation
+    from edgeano.evaluation.metrics import auroc, rank_correlation
 
     items = load_dataset(data, need_test=True).test
     frames = load_frames([t.path for t in items])

@@ -14,7 +14,7 @@ from edgeano.cli.main import cli
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
 from edgeano.errors import EXIT_USAGE, EdgeanoError
-from edgeano.metrics import auroc, rank_correlation
+from edgeano.evaluation.metrics import auroc, rank_correlation
 from edgeano.runtime.engine import Engine
 
 

@@ -1,5 +1,6 @@
 """The OpenVINO runner against PyTorch and ONNX Runtime: the same artifact ONNX, the same images,
-the parity tolerances of tests/test_parity.py; the compute precision pinned and reported.
+the one comparator with the parity suite's tolerances (edgeano.compare.TOLERANCES, openvino rows);
+the compute precision pinned and reported.
 
 Real OpenVINO (CI installs edgeano[openvino]); the module skips, with the reason, where it is absent.
 Models: the Gaussian fixture (64 px), tiny GANomaly and Skip-GANomaly (32 px, `gan_runs`).
@@ -18,20 +19,12 @@ from click.testing import CliRunner
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
 from edgeano.errors import EXIT_USAGE, EdgeanoError
-from edgeano.metrics import auroc, rank_correlation
+from edgeano.compare import compare, tolerances_for
 from edgeano.runtime.engine import Engine
 
 ov_ok, ov_why = __import__("edgeano.runtime.openvino", fromlist=["openvino_available"]).openvino_available()
 pytestmark = pytest.mark.skipif(not ov_ok, reason=ov_why)
 
-# Same float32 math as ONNX Runtime, other kernels: the FP32 tolerances of the parity suite. INT8:
-# OpenVINO runs the QDQ artifact's convolutions in its own INT8 kernels; the ranking must hold.
-# bf16 (8-bit mantissa): scores move by ~1e-2, the ranking must not.
-TOLERANCES = {
-    "fp32": {"score_rel": 1e-4, "map_peak": 1e-4},
-    "int8": {"spearman": 0.9, "auroc_drop": 0.05, "map_corr": 0.9},
-    "bf16": {"score_rel": 5e-2, "map_peak": 5e-2, "spearman": 0.98},
-}
 CALIB_NUM = 16
 
 
@@ -93,27 +86,11 @@ def test_set(texture_data):
     return frames, np.array([t.label for t in items])
 
 
-def compare(ref: Engine, got: Engine, frames, labels, tol) -> None:
-    a, b = ref.score(frames), got.score(frames)
-    assert b.scores.shape == a.scores.shape and np.isfinite(b.scores).all()
-    if "score_rel" in tol:
-        rel = np.abs(b.scores.astype(np.float64) - a.scores) / np.maximum(np.abs(a.scores), 1e-12)
-        assert rel.max() <= tol["score_rel"], f"score max rel diff {rel.max():.3g} > {tol['score_rel']}"
-    if "spearman" in tol:
-        rho = rank_correlation(a.scores, b.scores)
-        assert rho >= tol["spearman"], f"Spearman {rho:.4f} < {tol['spearman']}"
-    if "auroc_drop" in tol:
-        drop = auroc(labels, a.scores) - auroc(labels, b.scores)
-        assert drop <= tol["auroc_drop"], f"AUROC drop {drop:.4f} > {tol['auroc_drop']}"
-    assert (a.maps is None) == (b.maps is None)
-    if a.maps is not None:
-        assert b.maps.shape == a.maps.shape
-        if "map_peak" in tol:
-            rel = np.abs(b.maps - a.maps).max() / max(float(np.abs(a.maps).max()), 1e-12)
-            assert rel <= tol["map_peak"], f"map max diff {rel:.3g} of peak > {tol['map_peak']}"
-        if "map_corr" in tol:
-            r = float(np.corrcoef(a.maps.ravel(), b.maps.ravel())[0, 1])
-            assert r >= tol["map_corr"], f"map correlation {r:.4f} < {tol['map_corr']}"
+def check(ref: Engine, got: Engine, frames, labels, precision: str) -> None:
+    """The one comparator (edgeano.compare) with the parity suite's OpenVINO rows."""
+    x = ref.preprocess.batch(frames)
+    result = compare(got.infer(x), ref.infer(x), tolerances_for("openvino", precision), labels, threshold=ref.threshold)
+    assert result.passed, result.summary() + "\n" + "\n".join(result.lines())
 
 
 # INT8 on the Gaussian model and GANomaly (a third calibration would cost suite time for the same kernels)
@@ -130,7 +107,7 @@ def test_openvino_matches_pytorch(precision, model, made, test_set):
     with Engine.load(art.onnx(precision), backend="openvino", precision="bf16" if precision == "bf16" else "fp32") as eng:
         assert eng.name == f"openvino-{precision}" + ("+fp32" if precision == "int8" else "")
         assert eng.precision == precision
-        compare(art.torch, eng, frames, labels, TOLERANCES[precision])
+        check(art.torch, eng, frames, labels, precision)
 
 
 def test_fp32_is_pinned_and_matches_onnxruntime(made, test_set):
@@ -160,7 +137,7 @@ def test_tensorrt_form_int8(made, test_set):
     if _has_vnni():
         frames, labels = test_set
         with Engine.load(path, backend="openvino") as eng:
-            compare(made("gaussian").torch, eng, frames, labels, TOLERANCES["int8"])
+            check(made("gaussian").torch, eng, frames, labels, "int8")
         return
     with pytest.raises(EdgeanoError, match="--target cpu") as e:
         Engine.load(path, backend="openvino")
