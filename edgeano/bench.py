@@ -113,7 +113,7 @@ def format_bench(r: Dict) -> str:
     prec = r["precision"] if r["precision"] == r.get("artifact_precision", r["precision"]) else \
         f"{r['artifact_precision']} artifact, computed in {r['precision']}"
     lines = [f"{r['backend']} {r['model']} {prec} input {tuple(r['input'])}, {r['iters']} iters"
-             + (f", {r['threads']} threads" if r.get("threads") else ""),
+             + (f", {r['threads']} thread{'s' if r['threads'] > 1 else ''}" if r.get("threads") else ""),
              f"  infer      mean {i['mean']:.2f} ms  p50 {i['p50']:.2f}  p95 {i['p95']:.2f}",
              f"  preprocess mean {p['mean']:.2f} ms  p50 {p['p50']:.2f}  p95 {p['p95']:.2f}",
              f"  throughput {r['throughput_ips']:.1f} img/s engine-only, {r['throughput_with_pre_ips']:.1f} img/s with preprocessing"]

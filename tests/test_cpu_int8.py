@@ -1,5 +1,5 @@
-"""`edgeano calibrate --target cpu`: the x86 CPU form of INT8 (unsigned activations, 7-bit
-weights), scored by ONNX Runtime like the FP32 model within the INT8 tolerances of the parity
+"""`edgeano calibrate --target cpu`: the x86 CPU form of INT8 (unsigned asymmetric activations,
+per-channel weights, int32 biases), scored by ONNX Runtime like the FP32 model within the INT8 tolerances of the parity
 suite, and kept away from TensorRT, which needs the symmetric form."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def cpu_int8(gaussian_onnx, texture_data, tmp_path_factory):
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     out = src.with_name("model.cpu.int8.onnx")  # beside the TensorRT form's default name, never over it
-    assert out.is_file() and f"edgeano bench --model {out} --backend openvino" in r.output
+    assert out.is_file() and f"edgeano bench --model {out} --backend onnxruntime" in r.output
     return src, out
 
 
@@ -38,7 +38,7 @@ def test_cpu_form_is_recorded_and_not_tensorrt(cpu_int8):
     _, out = cpu_int8
     meta = read_onnx_metadata(out)
     assert meta["precision"] == "int8"
-    assert meta["calibration"]["target"] == "cpu" and meta["calibration"]["weight_bits"] == 7
+    assert meta["calibration"]["target"] == "cpu" and meta["calibration"]["weight_bits"] == 8
     problems = tensorrt_problems(onnx.load(str(out)))
     assert any("zero point" in p for p in problems) and any("INT32 dequantize" in p for p in problems)
     from edgeano.runtime.trt_build import inspect_onnx

@@ -1,15 +1,15 @@
 """INT8 for x86 CPUs: the same calibration as `quantize.py`, in the form CPU kernels are fast at.
 
 The TensorRT artifact (quantize.py) is symmetric signed INT8 with 8-bit weights behind Q/DQ
-pairs, one pair per consumer: TensorRT's form. On a CPU it gains nothing (ONNX Runtime runs
-signed-by-signed INT8 without a fast kernel on CPUs without AVX-VNNI-INT8 and leaves Q/DQ islands) and,
-through OpenVINO on a CPU without VNNI, it is wrong: u8 x s8 products summed in pairs into int16
-(`vpmaddubsw`, AVX2's INT8 instruction) saturate with full 8-bit weights.
+pairs, one pair per consumer: TensorRT's form. On a CPU it is slower than FP32 (ONNX Runtime
+fuses only part of it and runs the rest as Q/DQ islands: 0.83x FP32 on the Gaussian model, 1 thread,
+docs/benchmarks/cpu.md).
 
 This module writes the CPU form (`edgeano calibrate --target cpu`):
-- activations unsigned, asymmetric (U8: what x86 INT8 dot products take), weights signed per
-  channel, stored as INT8 initializers;
-- weights in 7 bits (reduce_range) so pairwise int16 sums cannot saturate on AVX2-only CPUs;
+- activations unsigned, asymmetric (U8: what x86 INT8 dot products take, and twice the resolution
+  of signed symmetric for the non-negative ReLU6 outputs), weights signed per channel, stored as
+  INT8 initializers (8 bits: 7-bit weights, ONNX Runtime's reduce_range against AVX2 saturation,
+  lost 0.79 AUROC points on MTD against 0.24 with 8 bits, at the same speed);
 - biases quantized to INT32 (the QLinearConv form MLAS fuses);
 - Q/DQ pairs shared between consumers, so ONNX Runtime folds them into QLinearConv / QLinearAdd;
 - the same float scoring head, bias correction and float stem as the TensorRT artifact.
@@ -33,11 +33,11 @@ from edgeano.calibration.quantize import PERCENTILE, _calibrate_method, _stride
 from edgeano.calibration.reader import ImageCalibrationReader
 from edgeano.fileio import write_bytes
 
-CPU_FORMAT = "QDQ uint8 asymmetric activations, per-channel int8 weights in 7 bits, int32 biases (x86 CPU form)"
+CPU_FORMAT = "QDQ uint8 asymmetric activations, per-channel int8 weights, int32 biases (x86 CPU form)"
 
 
 def quantize_cpu(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
-                 float_stride: int = 0, bias_correction: bool = True, reduce_range: bool = True) -> Dict:
+                 float_stride: int = 0, bias_correction: bool = True, reduce_range: bool = False) -> Dict:
     """Calibrate `src` on `frames` and write the CPU-form INT8 ONNX `dst` (metadata untouched).
     Returns what was done, as quantize.quantize_qdq does."""
     import onnx
@@ -81,5 +81,5 @@ def quantize_cpu(src: Path, dst: Path, frames, preprocess, method: str = "minmax
     write_bytes(dst, qmodel.SerializeToString())
     return {"excluded_nodes": head, "float_nodes": stem, "float_stride": float_stride, "head_inputs_kept_float": rewired,
             "bias_correction": corrected, "qdq": qdq_summary(qmodel), "calibration_seconds": round(time.time() - t0, 1),
-            "batch": batch, "format": CPU_FORMAT if reduce_range else CPU_FORMAT.replace(" in 7 bits", ""),
+            "batch": batch, "format": CPU_FORMAT.replace("weights", "weights in 7 bits") if reduce_range else CPU_FORMAT,
             "weight_bits": 7 if reduce_range else 8}

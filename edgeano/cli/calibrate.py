@@ -18,7 +18,7 @@ from edgeano.cli.common import friendly_errors, next_step
               help="Keep layers at stride <= N in float (default: per model, 4 for gaussian; 0 = all INT8).")
 @click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
               help="tensorrt: QDQ for every TensorRT version (the device artifact); cpu: the x86 CPU form "
-                   "(unsigned activations, 7-bit weights) for --backend onnxruntime/openvino, not for TensorRT.")
+                   "(unsigned activations, int32 biases) for --backend onnxruntime on x86, not for TensorRT.")
 @friendly_errors
 def command(model, data, num, method, eval_dir, out, float_stride, target):
     """Calibrate the FP32 edgeano ONNX MODEL to INT8 (QDQ) on normal images.
@@ -30,6 +30,6 @@ def command(model, data, num, method, eval_dir, out, float_stride, target):
 
     report = calibrate_onnx(model, out, data, num=num, method=method, eval_dir=eval_dir, float_stride=float_stride, target=target)
     if target == "cpu":
-        next_step(f"edgeano bench --model {report['int8']} --backend openvino   |   edgeano run --model {report['int8']} --backend openvino --camera 0")
+        next_step(f"edgeano bench --model {report['int8']} --backend onnxruntime   |   edgeano run --model {report['int8']} --camera 0")
     else:
         next_step(f"edgeano build {report['int8']} --precision int8   (on the device)")
