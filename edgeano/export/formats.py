@@ -5,15 +5,15 @@ as usual (with a dynamic batch, which both servers batch on), then hands the res
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Dict, Optional
-
-import click
 
 from edgeano.errors import EXIT_USAGE, EdgeanoError
 
 FORMATS = ("onnx", "triton", "deepstream")
 DEFAULT_BATCH = {"triton": 8, "deepstream": 1}
+report = logging.getLogger(__name__)  # what was written; the CLI prints it
 
 
 def check_format(fmt: str, out: Optional[str], ckpt_path: Path, name: Optional[str], max_batch: Optional[int]) -> Optional[Path]:
@@ -63,14 +63,14 @@ def write_format(fmt: str, folder: Path, outputs: Dict[str, Path], name: Optiona
         from edgeano.export.triton import write_repository
 
         cfg = write_repository(engine or artifact, folder, name=name, max_batch=batch)
-        click.echo(f"wrote {cfg.parent} (Triton model repository {folder}: config.pbtxt, 1/{'model.plan' if engine else 'model.onnx'})")
-        click.echo(f"  a stock Triton serves it: tritonserver --model-repository {folder}")
+        report.info(f"wrote {cfg.parent} (Triton model repository {folder}: config.pbtxt, 1/{'model.plan' if engine else 'model.onnx'})")
+        report.info(f"  a stock Triton serves it: tritonserver --model-repository {folder}")
         return cfg
     from edgeano.export.deepstream import write_deepstream
     from edgeano.runtime.tensorrt import read_sidecar
 
     usable = engine if engine and int(read_sidecar(engine)["tensorrt"].get("max_batch", 1)) >= batch else None
     cfg = write_deepstream(artifact, folder, batch=batch, engine=usable)
-    click.echo(f"wrote {cfg} (Gst-nvinfer config; model.onnx{', model.engine' if usable else ''} and edgeano.json beside it)")
-    click.echo(f"  on the device: python3 jetson/deepstream/edgeano_deepstream.py --config {cfg} --source file:///path/clip.mp4 --events events.jsonl")
+    report.info(f"wrote {cfg} (Gst-nvinfer config; model.onnx{', model.engine' if usable else ''} and edgeano.json beside it)")
+    report.info(f"  on the device: python3 jetson/deepstream/edgeano_deepstream.py --config {cfg} --source file:///path/clip.mp4 --events events.jsonl")
     return cfg
