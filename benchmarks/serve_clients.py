@@ -8,8 +8,9 @@ environment, .venv-serve or --serve-python): one taking uint8 frames (the defaul
 so what travels is measured too. Each client is a thread with its own Engine scoring one frame per
 call (Engine.score: preprocess, send, infer, threshold) in a loop; a local client's Engine is ONNX
 Runtime in this process. Every configuration runs once per round, rounds alternate so a change in
-machine load hits all of them, and the medians over rounds are reported. ONNX Runtime uses one
-intra-op thread everywhere (server and local). Prints one JSON document.
+machine load hits all of them, and the medians over rounds are reported. Each local Engine uses
+--ort-threads ONNX Runtime intra-op threads (N local clients: up to N x that many cores), each
+server's Engine --server-threads for all its clients. Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -114,13 +115,15 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--max-queue-delay-us", type=int, default=500)
+    ap.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads per local Engine")
+    ap.add_argument("--server-threads", type=int, default=None, help="... and in each server's Engine (default: --ort-threads)")
     ap.add_argument("--serve-python", default=os.environ.get("EDGEANO_SERVE_PYTHON", str(ROOT / ".venv-serve/bin/python")))
     a = ap.parse_args(argv)
     clients = [int(c) for c in a.clients.split(",")]
     frames = [f for f in (read_image(p) for p in list_images(a.frames, recursive=True)[:64]) if f is not None]
-    servers = {dt: start_server(a.serve_python, a.model, f"bench_{dt}", dt, 1, a.max_batch, a.max_queue_delay_us)
+    servers = {dt: start_server(a.serve_python, a.model, f"bench_{dt}", dt, a.server_threads or a.ort_threads, a.max_batch, a.max_queue_delay_us)
                for dt in ("uint8", "float32")}
-    configs = {"local": lambda: Engine.load(a.model, backend="onnxruntime", threads=1)}
+    configs = {"local": lambda: Engine.load(a.model, backend="onnxruntime", threads=a.ort_threads)}
     for dt, (_, urls) in servers.items():
         configs[f"triton-http-{dt}"] = (lambda u=urls["http"]: Engine.load(u))
     configs["triton-grpc-uint8"] = lambda u=servers["uint8"][1]["grpc"]: Engine.load(u)
@@ -146,7 +149,7 @@ def main(argv=None):
                for name, per in results.items()}
     out = {"model": Path(a.model).name, "input": list(pre.input_shape), "bytes_per_frame": {"uint8": int(np.prod(pre.input_shape)),
            "float32": int(np.prod(pre.input_shape)) * 4}, "requests_per_client": a.requests, "rounds": a.rounds,
-           "max_batch": a.max_batch, "max_queue_delay_us": a.max_queue_delay_us, "ort_threads": 1,
+           "max_batch": a.max_batch, "max_queue_delay_us": a.max_queue_delay_us, "ort_threads": a.ort_threads, "server_threads": a.server_threads or a.ort_threads,
            "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "median": summary}
     print(json.dumps(out, indent=2))
     return out

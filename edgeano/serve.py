@@ -33,7 +33,6 @@ from edgeano.artifact import METADATA_KEY
 from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.runtime.engine import Engine
 
-LOG = logging.getLogger("edgeano.serve")
 INPUT_DTYPES = {"uint8": np.uint8, "float32": np.float32}
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what Triton and PyTriton accept as a model name
 MAX_BATCH_LIMIT = 1024

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import BACKENDS, friendly_errors
 
 
 @click.command("serve")
@@ -23,7 +23,8 @@ from edgeano.cli.common import backend_option, friendly_errors
 @click.option("--input-dtype", type=click.Choice(["uint8", "float32"]), default="uint8", show_default=True,
               help="What travels: uint8 resized frames (4x smaller) or the float32 tensor.")
 @click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime (default: its own).")
-@backend_option
+@click.option("--backend", type=click.Choice([b for b in BACKENDS if b != "triton"]), default="auto", show_default=True,
+              help="The Engine inside the server: auto = TensorRT where it and a GPU are present, else ONNX Runtime.")
 @click.option("--triton-log", type=click.Path(dir_okay=False), default=None, help="Keep tritonserver's own log in this file.")
 @friendly_errors
 def command(model, name, http_port, grpc_port, metrics_port, address, max_batch, max_queue_delay_us, input_dtype, threads,
@@ -41,8 +42,6 @@ def command(model, name, http_port, grpc_port, metrics_port, address, max_batch,
     from edgeano.loaders import open_engine, resolve_model
     from edgeano.serve import ServeConfig, ServedModel, TritonServer, default_name, serve_available
 
-    if backend == "triton":
-        raise EdgeanoError("--backend triton is the client side; serve runs the model with onnxruntime or tensorrt", EXIT_USAGE)
     if threads is not None and threads < 1:
         raise EdgeanoError(f"--threads {threads}: must be >= 1", EXIT_USAGE)
     ok, why = serve_available()
