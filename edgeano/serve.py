@@ -246,9 +246,9 @@ class TritonServer:
             self.stop()
             raise
         except Exception as e:  # PyTriton raises its own timeout/model-load errors; the reason is in Triton's log
+            why = f"Triton did not start: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}{self.log_tail()}"
             self.stop()
-            raise EdgeanoError(f"Triton did not start: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
-                               f"{self.log_tail()}")
+            raise EdgeanoError(why)
         return self
 
     def log_tail(self, n: int = 6) -> str:
