@@ -39,9 +39,12 @@ def check_format(fmt: str, out: Optional[str], ckpt_path: Path, name: Optional[s
     return folder
 
 
-def _matching_engine(onnx_path: Path) -> Optional[Path]:
-    """The TensorRT engine the export just built from this ONNX, if any (its sidecar names the ONNX's sha256)."""
-    engine = onnx_path.with_suffix(".engine")
+def _matching_engine(onnx_path: Path, precision: str) -> Optional[Path]:
+    """The TensorRT engine the export just built from this ONNX (the one naming rule,
+    trt_build.default_engine_path), if any and if its sidecar names this ONNX's sha256."""
+    from edgeano.runtime.trt_build import default_engine_path
+
+    engine = default_engine_path(onnx_path, precision)
     if not engine.is_file():
         return None
     from edgeano.fileio import sha256_file
@@ -56,9 +59,10 @@ def _matching_engine(onnx_path: Path) -> Optional[Path]:
 
 def write_format(fmt: str, folder: Path, outputs: Dict[str, Path], name: Optional[str], max_batch: Optional[int]) -> Path:
     """Put the most compressed artifact exported (INT8 > FP16 > FP32) into the format's layout."""
-    artifact = outputs.get("int8") or outputs.get("fp16") or outputs["fp32"]
+    precision = next(p for p in ("int8", "fp16", "fp32") if p in outputs)
+    artifact = outputs[precision]
     batch = max_batch or DEFAULT_BATCH[fmt]
-    engine = _matching_engine(artifact)
+    engine = _matching_engine(artifact, precision)
     if fmt == "triton":
         from edgeano.export.triton import write_repository
 
