@@ -204,3 +204,10 @@ def test_deepstream_app_pipeline_and_cli(tmp_path):
     r = subprocess.run([sys.executable, str(APP), "--config", "x.txt", "--source", "a.mp4"], capture_output=True, text=True, timeout=60)
     if app.pyds is None:
         assert r.returncode == 2 and "pyds" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_deepstream_app_parses_as_python_38():
+    """JetPack 5's DeepStream 6.x runs Python 3.8."""
+    import ast
+
+    ast.parse(APP.read_text(), str(APP), feature_version=(3, 8))
