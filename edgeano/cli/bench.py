@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options
+from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options, server_option
 
 
 @click.command("bench")
@@ -15,11 +15,12 @@ from edgeano.cli.common import backend_option, friendly_errors, precision_option
 @click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO / PyTorch (default: library's own).")
 @backend_option
 @precision_option
+@server_option
 @click.option("--data", type=click.Path(), default=None, help="Take the input images from here (default: bundled texture photo).")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the results as JSON.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path())
 @friendly_errors
-def command(model, iters, warmup, batch, threads, backend, precision, data, json_path, runs):
+def command(model, iters, warmup, batch, threads, backend, precision, server, data, json_path, runs):
     """Time MODEL: preprocessing and inference, engine only."""
     from edgeano.bench import bench, format_bench
     from edgeano.errors import EdgeanoError
@@ -28,8 +29,10 @@ def command(model, iters, warmup, batch, threads, backend, precision, data, json
 
     if iters < 1 or batch < 1 or warmup < 0:
         raise EdgeanoError("--iters and --batch must be >= 1, --warmup >= 0")
+    if threads and server:
+        raise EdgeanoError("--threads tunes a local runner; with --server the server runs the model (edgeano serve --threads)")
     kw = runner_options(backend, precision, threads)
-    with open_engine(model, backend=backend, runs=runs, **kw) as engine:
+    with open_engine(model, backend=backend, runs=runs, server=server, **kw) as engine:
         res = bench(engine, iters=iters, warmup=warmup, batch=batch, data=data)
     res["threads"] = res.get("threads") or threads
     click.echo(format_bench(res))

@@ -13,14 +13,20 @@ from edgeano.errors import EdgeanoError
 
 # --backend choices; edgeano.runtime.engine.BACKENDS is the source (a literal here keeps `--help`
 # from importing numpy and OpenCV; a test pins that the two agree).
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "triton", "openvino")
 PRECISIONS = ("fp32", "bf16")  # OpenVINO's compute precision (edgeano.runtime.openvino.PRECISIONS)
 
 
 def backend_option(fn):
     return click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                         help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime; "
-                             "openvino needs edgeano[openvino].")(fn)
+                             "triton (or --server) = through a Triton server; openvino needs edgeano[openvino].")(fn)
+
+
+def server_option(fn):
+    return click.option("--server", default=None, metavar="URL",
+                        help="Score through a Triton server (http://HOST:8000 or grpc://HOST:8001, e.g. `edgeano serve`); "
+                             "--model is then the served model's name and no local file is needed.")(fn)
 
 
 def precision_option(fn):

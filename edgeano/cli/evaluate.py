@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options
+from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options, server_option
 
 
 @click.command("eval")
@@ -16,11 +16,12 @@ from edgeano.cli.common import backend_option, friendly_errors, precision_option
 @click.option("--plots", "plots", type=click.Path(), default=None, help="Folder for the ROC curve and score histogram PNGs.")
 @backend_option
 @precision_option
+@server_option
 @click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO (default: library's own).")
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--runs", default="runs", show_default=True, type=click.Path(), help="Runs folder for model names.")
 @friendly_errors
-def command(model, data, json_path, plots, backend, precision, threads, batch, runs):
+def command(model, data, json_path, plots, backend, precision, server, threads, batch, runs):
     """Evaluate MODEL on the test images of --data."""
     from edgeano.data.datasets import load_dataset
     from edgeano.evaluation.loop import evaluate, format_report, public, write_plots
@@ -29,7 +30,7 @@ def command(model, data, json_path, plots, backend, precision, threads, batch, r
 
     kw = runner_options(backend, precision, threads)
     ds = load_dataset(data, need_test=True)
-    with open_engine(model, backend=backend, runs=runs, **kw) as engine:
+    with open_engine(model, backend=backend, runs=runs, server=server, **kw) as engine:
         res = evaluate(engine, ds, batch=batch)
     click.echo(format_report(res))
     if json_path:

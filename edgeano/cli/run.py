@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options
+from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options, server_option
 from edgeano.errors import EdgeanoError
 
 
@@ -118,12 +118,13 @@ def log(msg: str) -> None:
 @click.option("--threads", type=int, default=None,
               help="CPU inference threads (ONNX Runtime / OpenVINO). Default: one core fewer than the machine has, "
                    "leaving one to decode and preprocess the next frame.")
+@server_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
 @click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
-            threshold, roi, max_frames, loop_, backend, precision, threads, reconnect_tries, print_every):
+            threshold, roi, max_frames, loop_, backend, precision, threads, server, reconnect_tries, print_every):
     """Score every frame from a camera, stream, video file or image folder.
 
     \b
@@ -147,7 +148,8 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     if loop_ and spec.live:
         raise EdgeanoError(f"--loop restarts files and folders; {spec.uri} is a live source")
 
-    engine = open_engine(model, backend=backend, threshold=threshold, **loop_runner_kwargs(model, backend, precision, threads))
+    kw = runner_options(backend, precision, threads) if server else loop_runner_kwargs(model, backend, precision, threads)
+    engine = open_engine(model, backend=backend, threshold=threshold, server=server, **kw)
     quiet_opencv()
     src = open_source(spec)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
