@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edgeano.artifact import preprocess_of
+from edgeano.artifact import check_number, preprocess_of
 from edgeano.errors import EdgeanoError
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -74,7 +74,7 @@ class Engine:
         self.runner = runner
         self.meta = meta
         self.preprocess = preprocess_of(meta)
-        self.threshold = float(meta["threshold"]["value"] if threshold is None else threshold)
+        self.threshold = check_number(meta["threshold"]["value"] if threshold is None else threshold, "threshold")
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
