@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import COUNT, Threads, backend_option, friendly_errors, output_file
 
 
 @click.command("bench")
 @click.option("--model", "model", required=True, help="Checkpoint (.pt: PyTorch eager), .onnx, .engine, or a model name.")
-@click.option("--iters", type=int, default=100, show_default=True)
-@click.option("--warmup", type=int, default=10, show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / PyTorch (default: library's own).")
+@click.option("--iters", type=COUNT, default=100, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--batch", type=COUNT, default=1, show_default=True)
+@click.option("--threads", type=Threads(), default=None, help="CPU threads for ONNX Runtime / PyTorch (default: library's own).")
 @backend_option
 @click.option("--data", type=click.Path(), default=None, help="Take the input images from here (default: bundled texture photo).")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the results as JSON.")
+@click.option("--json", "json_path", type=click.Path(), default=None, callback=output_file(), help="Also write the results as JSON.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path())
 @friendly_errors
 def command(model, iters, warmup, batch, threads, backend, data, json_path, runs):
     """Time MODEL: preprocessing and inference, engine only."""
     from edgeano.bench import bench, format_bench
-    from edgeano.errors import EdgeanoError
     from edgeano.fileio import write_json
     from edgeano.loaders import is_checkpoint, open_engine, resolve_model
 
-    if iters < 1 or batch < 1 or warmup < 0:
-        raise EdgeanoError("--iters and --batch must be >= 1, --warmup >= 0")
     kw = {}
     if threads:
         if is_checkpoint(resolve_model(model, runs)):

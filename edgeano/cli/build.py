@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeano.cli.common import friendly_errors, next_step
+from edgeano.cli.common import COUNT, POSITIVE, friendly_errors, next_step
 from edgeano.errors import EdgeanoError
 
 
@@ -23,9 +23,9 @@ def _command_line(model, precision, workspace, dla, batch, timing_cache, calib_d
 @click.argument("model", type=click.Path())
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="Engine precision. Default: the ONNX's own (fp32, FP16 ONNX -> fp16, QDQ ONNX -> int8).")
-@click.option("--workspace", type=float, default=2.0, show_default=True, help="Builder workspace limit in GiB.")
+@click.option("--workspace", type=POSITIVE, default=2.0, show_default=True, help="Builder workspace limit in GiB.")
 @click.option("--dla", type=int, default=None, help="Run on DLA core N (Jetson Xavier/Orin) with GPU fallback.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Largest batch (dynamic-batch ONNX: profile min 1, opt/max N).")
+@click.option("--batch", type=COUNT, default=1, show_default=True, help="Largest batch (dynamic-batch ONNX: profile min 1, opt/max N).")
 @click.option("--timing-cache", type=click.Path(), default=None, help="Timing cache file: read if present, written after the build.")
 @click.option("--calib-data", type=click.Path(), default=None,
               help="TensorRT 8.6/10.x, int8 from a plain FP32 ONNX: normal images to calibrate on (cached beside the engine).")
@@ -40,8 +40,6 @@ def command(model, precision, workspace, dla, batch, timing_cache, calib_data, o
     info = inspect_onnx(model)
     precision, _how = resolve_precision(precision, info.precision, None, calib_data)
     check_batch(info, batch)
-    if workspace <= 0:
-        raise EdgeanoError(f"--workspace {workspace}: must be > 0 GiB")
     if dla is not None and dla < 0:
         raise EdgeanoError(f"--dla {dla}: DLA cores are numbered from 0")
     if dla is not None and precision == "fp32":
