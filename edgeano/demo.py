@@ -53,7 +53,7 @@ def demo_dataset(out_dir, seed: int = 0) -> Path:
 def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict:
     from edgeano.bench import bench
     from edgeano.data.datasets import load_dataset
-    from edgeano.evaluate import evaluate, public, write_plots
+    from edgeano.evaluation.loop import evaluate, public, write_plots
     from edgeano.export.pipeline import run_export
     from edgeano.loaders import open_engine, resolve_model
     from edgeano.train import run_training

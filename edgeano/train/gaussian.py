@@ -24,7 +24,7 @@ from edgeano.artifact import score_stats
 from edgeano.data.images import read_image, to_bgr8
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
-from edgeano.metrics import auroc, f1_max, threshold_at_fpr
+from edgeano.evaluation.metrics import auroc, f1_max, threshold_at_fpr
 from edgeano.models.backbones import NORMALIZATION, pretrained
 from edgeano.models.gaussian import DEFAULT_BACKBONE, DEFAULT_LEVELS, DEFAULT_POOL, GaussianAD
 
