@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from edgeano.artifact import check_io, get_onnx_metadata, load_onnx, preprocess_of, sidecar_path
-from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
 from edgeano.fileio import sha256_file, write_bytes, write_json
 from edgeano.runtime.tensorrt import _Logger, cuda_context, device_info, import_tensorrt
 from edgeano.runtime.trt_plan import PRECISIONS, BuildPlan, BuildRequest, fp32_layers, plan_build
@@ -206,7 +206,7 @@ def _build(trt, info: OnnxInfo, plan: BuildPlan, engine_path: Path, workspace_gi
     with _Heartbeat("building"):
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EdgeanoError(f"TensorRT could not build an engine from {info.path} (see the TensorRT errors above)")
+        raise EdgeanoError(f"TensorRT could not build an engine from {info.path} (see the TensorRT errors above)", EXIT_ERROR)
     seconds = time.monotonic() - t0
     if timing_cache:
         write_bytes(timing_cache, bytes(timing.serialize()))  # the attached cache, updated by the build
