@@ -22,6 +22,7 @@ from badinput import EDGEANO, Case, run_case
 USAGE, SOURCE, OUTPUT = 2, 3, 4
 ONE_FRAME = ["--source", "{data}/test/good", "--max-frames", "1", "--headless"]
 TINY_GAN = ["--img-size", "32", "--width", "8", "--nz", "16", "--epochs", "1", "--batch", "4"]
+TRAINS = 300  # s: the rows that really train (seconds alone, a minute on a busy 2-core box)
 
 
 # -- setups: what a case finds in its scratch folder -------------------------------------------------
@@ -135,6 +136,19 @@ def data_with_truncated_test_png(scratch: Path, fx):
     first.write_bytes(data[: len(data) // 2])
     tr = sorted((scratch / "trunc" / "train" / "good").iterdir())[0]
     tr.write_bytes(tr.read_bytes()[:200])
+
+
+def truncated_video(scratch: Path, fx):
+    """An .mp4 cut before its index (moov atom): what a camera PC's full disk or a killed recorder leaves."""
+    import cv2
+
+    from edgeano.data.synthetic import texture_frames
+
+    w = cv2.VideoWriter(str(scratch / "full.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for f in texture_frames(10, 64):
+        w.write(f)
+    w.release()
+    (scratch / "t.mp4").write_bytes((scratch / "full.mp4").read_bytes()[:1000])
 
 
 def unreadable_images(scratch: Path, fx):
@@ -265,23 +279,25 @@ CASES = [
     Case("eval-truncated-png-quiet", ["eval", "--model", "{onnx}", "--data", "trunc"], 0, "", setup=data_with_truncated_test_png,
          forbid=[r"WARN", r"libpng"]),
     Case("calibrate-truncated-png-quiet", ["calibrate", "{onnx}", "--data", "trunc", "--num", "4", "--out", "q.onnx"], 0, "",
-         setup=data_with_truncated_test_png, forbid=[r"WARN", r"libpng"], timeout=300),
+         setup=data_with_truncated_test_png, forbid=[r"WARN", r"libpng"], timeout=TRAINS),
     Case("train-truncated-png-quiet", ["train", "--model", "gaussian", "--data", "trunc", "--img-size", "32"], 0, "",
-         setup=data_with_truncated_test_png, forbid=[r"WARN", r"libpng"]),
+         setup=data_with_truncated_test_png, forbid=[r"WARN", r"libpng"], timeout=TRAINS),
+    Case("run-truncated-video-quiet", ["run", "--model", "{onnx}", "--source", "t.mp4", "--headless"], SOURCE,
+         r"cannot open source t\.mp4", setup=truncated_video),
     # -- T1: a non-UTF-8 file name (from a Windows share) trains, both model families --------------------
     Case("train-non-utf8-name-gaussian", ["train", "--model", "gaussian", "--data", "imgs", "--img-size", "32"], 0, "",
-         setup=image_folder(5, NON_UTF8)),
-    Case("train-non-utf8-name-gan", ["train", "--model", "ganomaly", "--data", "imgs", *TINY_GAN], 0, "", setup=image_folder(5, NON_UTF8)),
+         setup=image_folder(5, NON_UTF8), timeout=TRAINS),
+    Case("train-non-utf8-name-gan", ["train", "--model", "ganomaly", "--data", "imgs", *TINY_GAN], 0, "", setup=image_folder(5, NON_UTF8), timeout=TRAINS),
     # -- U3: a failed run folder does not trap the user ------------------------------------------------
     Case("train-reuses-failed-run-folder", ["train", "--model", "ganomaly", "--data", "imgs", "--name", "exp1", *TINY_GAN], 0, "",
-         setup=both(image_folder(5), failed_gan_run)),
+         setup=both(image_folder(5), failed_gan_run), timeout=TRAINS),
     Case("train-gan-two-images", ["train", "--model", "ganomaly", "--data", "imgs", *TINY_GAN], USAGE, r"at least 3",
-         setup=image_folder(2), absent=[NO_RUN]),
+         setup=image_folder(2), absent=[NO_RUN], timeout=TRAINS),
     # -- T3: a full disk (RLIMIT_FSIZE) while saving: one line, exit 4, no run folder with only train.log --
     Case("train-full-disk-gaussian", ["train", "--model", "gaussian", "--data", "imgs", "--img-size", "32"], OUTPUT,
-         r"cannot write .*best\.pt", setup=image_folder(5), absent=[NO_RUN, "runs/**/*.tmp"], max_file_bytes=1 << 20, alone=False),
+         r"cannot write .*best\.pt", setup=image_folder(5), absent=[NO_RUN, "runs/**/*.tmp"], max_file_bytes=1 << 20, alone=False, timeout=TRAINS),
     Case("train-full-disk-gan", ["train", "--model", "ganomaly", "--data", "imgs", *TINY_GAN, "--width", "32"], OUTPUT,
-         r"cannot write .*\.pt", setup=image_folder(5), absent=[NO_RUN, "runs/**/*.tmp"], max_file_bytes=1 << 20, alone=False),
+         r"cannot write .*\.pt", setup=image_folder(5), absent=[NO_RUN, "runs/**/*.tmp"], max_file_bytes=1 << 20, alone=False, timeout=TRAINS),
 ]
 
 

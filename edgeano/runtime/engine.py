@@ -10,13 +10,14 @@ has both N) and `close()`. `Engine.infer` splits, pads and slices to that range 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edgeano.artifact import check_number, preprocess_of
+from edgeano.artifact import preprocess_of
 from edgeano.errors import EdgeanoError
 from edgeano.runtime.io_plan import batch_calls, pad_batch, slice_outputs
 
@@ -79,7 +80,9 @@ class Engine:
         self.runner = runner
         self.meta = meta
         self.preprocess = preprocess_of(meta)
-        self.threshold = check_number(meta["threshold"]["value"] if threshold is None else threshold, "threshold")
+        self.threshold = float(meta["threshold"]["value"] if threshold is None else threshold)
+        if math.isnan(self.threshold):  # every frame would pass as OK; artifacts and --threshold are refused before this
+            raise EdgeanoError("threshold is NaN: give a finite number")
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
