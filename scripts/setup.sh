@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install edgeano with training and test extras. Idempotent.
+# Create .venv and install edgeano with training, test and Triton-client extras; and .venv-serve, the
+# environment `edgeano serve` runs in (edgeano[serve]: PyTriton pins numpy<2, so it gets its own;
+# no torch there). EDGEANO_SERVE=0 skips .venv-serve (the server tests then skip). Idempotent.
 # EDGEANO_TORCH picks the torch requirement (default torch==2.13.0: the CPU build on machines that
 # carry it; elsewhere set e.g. EDGEANO_TORCH="torch" or a CUDA wheel of your choice).
 set -euo pipefail
@@ -10,5 +12,11 @@ PY=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "${EDGEANO_TORCH:-torch==2.13.0}"
 fi
-.venv/bin/python -m pip install -q -e '.[train,test]'
+.venv/bin/python -m pip install -q -e '.[train,test,triton]'
+if [ "${EDGEANO_SERVE:-1}" != 0 ]; then
+  [ -x .venv-serve/bin/python ] || "$PY" -m venv .venv-serve
+  .venv-serve/bin/python -m pip install -q --upgrade pip
+  .venv-serve/bin/python -m pip install -q -e '.[serve]'
+  echo "edgeano serve environment in .venv-serve ($(.venv-serve/bin/python -c 'import pytriton, numpy; print("nvidia-pytriton", __import__("importlib.metadata").metadata.version("nvidia-pytriton"), "numpy", numpy.__version__)'))"
+fi
 echo "edgeano installed in .venv ($(.venv/bin/python -c 'import edgeano, torch; print("edgeano", edgeano.__version__, "torch", torch.__version__)'))"

@@ -10,7 +10,7 @@ from edgeano import __version__
 from edgeano.cli.common import OneLineGroup
 
 # Order here is the order in `edgeano --help`.
-COMMAND_MODULES = ("train", "evaluate", "export", "calibrate", "build", "verify", "run", "bench", "doctor", "demo")
+COMMAND_MODULES = ("train", "evaluate", "export", "calibrate", "build", "verify", "run", "serve", "bench", "doctor", "demo")
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import click
 
-from edgeano.cli.common import FINITE, POSITIVE, backend_option, friendly_errors, output_file
+from edgeano.cli.common import FINITE, POSITIVE, backend_option, friendly_errors, output_file, server_option
 from edgeano.errors import EdgeanoError
 
 
@@ -100,12 +100,13 @@ def log(msg: str) -> None:
 @click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames.")
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
 @backend_option
+@server_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
 @click.option("--print-every", type=POSITIVE, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
-            threshold, roi, max_frames, loop_, backend, reconnect_tries, print_every):
+            threshold, roi, max_frames, loop_, backend, server, reconnect_tries, print_every):
     """Score every frame from a camera, stream, video file or image folder.
 
     \b
@@ -130,7 +131,7 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     if loop_ and spec.live:
         raise EdgeanoError(f"--loop restarts files and folders; {spec.uri} is a live source")
 
-    engine = open_engine(model, backend=backend, threshold=threshold)
+    engine = open_engine(model, backend=backend, threshold=threshold, server=server)
     quiet_opencv()
     src = open_source(spec)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

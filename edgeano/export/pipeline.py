@@ -14,6 +14,7 @@ from edgeano.compare import TOLERANCES
 from edgeano.data.datasets import good_frames, load_dataset
 from edgeano.data.synthetic import texture_frames
 from edgeano.errors import EXIT_ERROR, EdgeanoError
+from edgeano.export.formats import check_format, write_format
 from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.fileio import atomic_path
 from edgeano.golden import N_IMAGES, golden_name, write_golden
@@ -77,16 +78,21 @@ def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
 
 
 def check_export_flags(model: str, out: Optional[str], int8: bool, data: Optional[str], num: int, method: str, opset: int,
-                       runs: str = "runs") -> Tuple[Path, Path]:
+                       runs: str = "runs", fmt: str = "onnx", name: Optional[str] = None,
+                       max_batch: Optional[int] = None) -> Tuple[Path, Path, Optional[Path]]:
     """Every flag, before anything is loaded or written (fail fast, Ultralytics-style): returns
-    (checkpoint, FP32 output path)."""
-    from edgeano.fileio import check_output_file
+    (checkpoint, FP32 output path, the triton/deepstream folder or None)."""
+    from edgeano.fileio import check_output_dir, check_output_file
 
     ckpt_path = resolve_model(model, runs)
     if not is_checkpoint(ckpt_path):
         raise EdgeanoError(f"export needs a PyTorch checkpoint (.pt), got {ckpt_path}; for an existing ONNX use `edgeano calibrate` or `edgeano build`")
     if not 11 <= opset <= 21:
         raise EdgeanoError(f"--opset {opset} is out of range: use 11..21 (17 for TensorRT 8.6)")
+    fmt_dir = check_format(fmt, out, ckpt_path, name, max_batch)
+    if fmt_dir is not None:  # --out is the format's folder; the ONNX goes beside the checkpoint
+        check_output_dir(fmt_dir, "--out")
+        out = None
     if int8 and not data:
         raise EdgeanoError("--int8 needs --data DIR with normal images to calibrate on (e.g. the training folder)")
     if data and not Path(data).is_dir():
@@ -101,15 +107,18 @@ def check_export_flags(model: str, out: Optional[str], int8: bool, data: Optiona
         if not load_dataset(data).train:
             raise EdgeanoError(f"no normal images in {data}: --int8 calibrates on train/good (MVTec layout) or a folder of good images")
     out_path = check_output_file(Path(out) if out else ckpt_path.with_suffix(".onnx"), "--out", (".onnx",))
-    return ckpt_path, out_path
+    return ckpt_path, out_path, fmt_dir
 
 
 def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], fp16: bool, int8: bool,
-               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True) -> Dict[str, Path]:
+               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True,
+               fmt: str = "onnx", name: Optional[str] = None, max_batch: Optional[int] = None) -> Dict[str, Path]:
     """Each output is written to a temp file beside it, checked against PyTorch there, and only
     then renamed over the previous file: a bad checkpoint, a failed check or Ctrl-C leaves the
     previous good model in place, and two exports racing on one --out each check their own file."""
-    ckpt_path, out_path = check_export_flags(model, out, int8, data, num, method, opset, runs)
+    ckpt_path, out_path, fmt_dir = check_export_flags(model, out, int8, data, num, method, opset, runs, fmt, name, max_batch)
+    if fmt_dir is not None:  # triton and deepstream serve batches
+        dynamic_batch = True
 
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
     from edgeano.models.runner import TorchRunner
@@ -138,6 +147,8 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
         outputs["int8"] = p8
     if build:
         maybe_build_engines({k: v for k, v in outputs.items() if k != "fp32" or len(outputs) == 1})
+    if fmt_dir is not None:
+        outputs[fmt] = write_format(fmt, fmt_dir, outputs, name, max_batch)
     return outputs
 
 
