@@ -181,7 +181,7 @@ def _build(trt, info: OnnxInfo, plan: BuildPlan, engine_path: Path, workspace_gi
     if not parser.parse_from_file(str(info.path)):
         for i in range(parser.num_errors):
             log(f"  onnx parser: {parser.get_error(i)}")
-        raise EdgeanoError(f"TensorRT {trt.__version__} cannot parse {info.path} ({parser.num_errors} error(s) above)")
+        raise EdgeanoError(f"TensorRT {trt.__version__} cannot parse {info.path} ({parser.num_errors} error(s) above)", EXIT_ERROR)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
