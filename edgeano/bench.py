@@ -16,14 +16,17 @@ import numpy as np
 from edgeano.data.datasets import good_frames
 from edgeano.data.synthetic import texture_frames
 from edgeano.runtime.cpu import cpu_facts, fma_peak_gflops
+from edgeano.errors import EdgeanoError
 from edgeano.runtime.engine import Engine
 
 
 def _frames(engine: Engine, batch: int, data: Optional[str]):
-    frames = good_frames(data, batch) if data else []
-    if frames:
-        return (frames * batch)[:batch]
-    return texture_frames(batch, max(engine.preprocess.size))
+    if not data:
+        return texture_frames(batch, max(engine.preprocess.size))
+    frames = good_frames(data, batch)
+    if not frames:  # timing the bundled texture instead would be a silent lie about --data
+        raise EdgeanoError(f"--data {data}: no readable images (every file failed to decode)")
+    return (frames * batch)[:batch]
 
 
 def _pct(ms: np.ndarray) -> Dict[str, float]:

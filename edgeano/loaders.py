@@ -18,6 +18,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 def resolve_model(model: str, runs: str = "runs", artifact: str = "weights/best.pt") -> Path:
     p = Path(model)
     if p.suffix:
+        if p.is_dir():
+            raise EdgeanoError(f"{p} is a folder, not a model file (.onnx, .engine or .pt)")
         if not p.exists():
             raise EdgeanoError(f"model file not found: {p}")
         return p
@@ -29,6 +31,11 @@ def resolve_model(model: str, runs: str = "runs", artifact: str = "weights/best.
     runs_dir = Path(runs) / model
     found = sorted(runs_dir.glob(f"*/{artifact}"), key=lambda f: f.stat().st_mtime)
     if not found:
+        from edgeano.train import TRAINERS  # model names; importing it does not import torch
+
+        if model not in TRAINERS:
+            raise EdgeanoError(f"{model!r} is neither a model file nor a model name: pass a .onnx, .engine or .pt path, "
+                               f"or one of {', '.join(TRAINERS)} to take the newest run under {runs}/")
         raise EdgeanoError(
             f"no trained '{model}' model: {runs_dir}/*/{artifact} does not exist; "
             f"train one with `edgeano train --model {model} --data DIR` or pass a file path"

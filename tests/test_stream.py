@@ -202,7 +202,7 @@ def test_bad_flags_give_one_line(args, msg, clip, gaussian_onnx):
 
 def test_roi_outside_frame_gives_one_line(clip, gaussian_onnx):
     r = run_cli(["--model", gaussian_onnx, "--source", clip, "--headless", "--roi", "50,50,64,64"])
-    assert r.returncode == 1
+    assert r.returncode == 2  # a bad flag (edgeano.errors.EXIT_USAGE)
     assert "lies outside the 96x80 frame" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -34,8 +34,8 @@ from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nod
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
 from edgeano.calibration.report import build_report, print_report
 from edgeano.data.datasets import load_dataset
-from edgeano.errors import EdgeanoError
-from edgeano.fileio import write_bytes, write_json
+from edgeano.errors import EXIT_ERROR, EdgeanoError
+from edgeano.fileio import check_output_file, write_bytes, write_json
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_NUM = 512
@@ -76,6 +76,8 @@ def validate_inputs(src, dst, data_dir, num: int, method: str, eval_dir=None) ->
         raise EdgeanoError(f"{src} is already {precision}; calibrate the FP32 ONNX from `edgeano export`")
     if dst.resolve() == src.resolve():
         raise EdgeanoError(f"--out {dst} would overwrite the FP32 input; choose another path")
+    check_output_file(dst, "--out", (".onnx",))
+    check_output_file(report_path(dst), "--out (its report)")
     if not load_dataset(data_dir).train:
         raise EdgeanoError(f"no normal images in {data_dir}: calibration needs train/good (MVTec layout) or a folder of good images")
     if eval_dir is not None:
@@ -145,7 +147,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
     drop_unused_opsets(qmodel)
     problems = tensorrt_problems(qmodel)
     if problems:  # our own invariant: a file TensorRT cannot parse must never be written
-        raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model")
+        raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model", EXIT_ERROR)
     write_bytes(dst, qmodel.SerializeToString())
     return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
             "head_inputs_kept_float": rewired,

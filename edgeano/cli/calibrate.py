@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import friendly_errors, next_step
+from edgeano.cli.common import friendly_errors, next_step, output_file
 
 
 @click.command("calibrate")
@@ -13,7 +13,7 @@ from edgeano.cli.common import friendly_errors, next_step
 @click.option("--num", type=int, default=512, show_default=True, help="Calibration images (300+ recommended).")
 @click.option("--method", default="minmax", show_default=True, help="Activation ranges: minmax, entropy or percentile.")
 @click.option("--eval", "eval_dir", type=click.Path(), default=None, help="MVTec folder with test/: also report image AUROC FP32 vs INT8.")
-@click.option("--out", type=click.Path(), default=None, help="Output .onnx (default: MODEL.int8.onnx beside MODEL).")
+@click.option("--out", type=click.Path(), default=None, callback=output_file(".onnx"), help="Output .onnx (default: MODEL.int8.onnx beside MODEL).")
 @click.option("--float-stride", type=int, default=None,
               help="Keep layers at stride <= N in float (default: per model, 4 for gaussian; 0 = all INT8).")
 @click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,

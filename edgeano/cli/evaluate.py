@@ -6,19 +6,20 @@ from pathlib import Path
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options, server_option
+from edgeano.cli.common import (COUNT, Threads, backend_option, friendly_errors, output_dir, output_file, precision_option,
+                                runner_options, server_option)
 
 
 @click.command("eval")
 @click.option("--model", "model", required=True, help="Checkpoint (.pt), .onnx, .engine, or a model name (newest runs/<name>/*/weights/best.pt).")
 @click.option("--data", required=True, type=click.Path(), help="MVTec AD layout folder with test/good and test/<defect>.")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the metrics as JSON here.")
-@click.option("--plots", "plots", type=click.Path(), default=None, help="Folder for the ROC curve and score histogram PNGs.")
+@click.option("--json", "json_path", type=click.Path(), default=None, callback=output_file(), help="Also write the metrics as JSON here.")
+@click.option("--plots", "plots", type=click.Path(), default=None, callback=output_dir, help="Folder for the ROC curve and score histogram PNGs.")
 @backend_option
 @precision_option
 @server_option
-@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO (default: library's own).")
-@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--threads", type=Threads(), default=None, help="CPU threads for ONNX Runtime / OpenVINO (default: library's own).")
+@click.option("--batch", type=COUNT, default=16, show_default=True)
 @click.option("--runs", default="runs", show_default=True, type=click.Path(), help="Runs folder for model names.")
 @friendly_errors
 def command(model, data, json_path, plots, backend, precision, server, threads, batch, runs):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import friendly_errors, next_step
+from edgeano.cli.common import COUNT, friendly_errors, next_step
 
 
 @click.command("export")
 @click.option("--model", "model", required=True, help="Checkpoint (.pt) or model name (newest runs/<name>/*/weights/best.pt).")
-@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17 works with TensorRT 8.6, 10.x, 11).")
+@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True, help="ONNX opset (17 works with TensorRT 8.6, 10.x, 11).")
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch dimension.")
 @click.option("--out", type=click.Path(), default=None, help="Output .onnx (default: beside the checkpoint); with --format triton/deepstream, the folder to write.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "triton", "deepstream"]), default="onnx", show_default=True,
@@ -19,7 +19,7 @@ from edgeano.cli.common import friendly_errors, next_step
 @click.option("--fp16", is_flag=True, help="Also write an FP16 ONNX (FP16-unsafe parts kept in FP32) and build its engine where TensorRT is present.")
 @click.option("--int8", is_flag=True, help="Also calibrate an INT8 QDQ ONNX on --data.")
 @click.option("--data", type=click.Path(), default=None, help="Normal images: INT8 calibration and the parity check.")
-@click.option("--num", type=int, default=512, show_default=True, help="INT8: calibration images.")
+@click.option("--num", type=COUNT, default=512, show_default=True, help="INT8: calibration images.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True, help="INT8 calibration method.")
 @click.option("--no-build", is_flag=True, help="Do not build TensorRT engines even where TensorRT is present.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path())

@@ -1,8 +1,9 @@
 """`edgeano run`: score every frame of a camera, stream, video file or image folder.
 
-Exit codes (edgeano.errors): 0 finished (end of file, --max-frames, `q`, SIGTERM), 130 SIGINT (Ctrl-C),
-3 the source will not open or a live source stayed lost after --reconnect-tries attempts,
-1 or 2 any other problem (bad flag, model). Outputs are finalised in every case.
+Exit codes (edgeano.errors, README "Exit codes"): 0 finished (end of file, --max-frames, `q`, SIGTERM),
+130 SIGINT (Ctrl-C), 3 the source will not open or a live source stayed lost after --reconnect-tries
+attempts, 2 bad flag or model, 4 an output could not be written, 1 a runtime failure. Outputs are
+finalised in every case.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Optional, Tuple
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors, precision_option, runner_options, server_option
+from edgeano.cli.common import (FINITE, POSITIVE, Threads, backend_option, friendly_errors, output_file, precision_option,
+                                runner_options, server_option)
 from edgeano.errors import EdgeanoError
 
 
@@ -103,25 +105,25 @@ def log(msg: str) -> None:
               help="URI: /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., a video file, an image folder, or a GStreamer pipeline ('... ! appsink' or gst://...).")
 @click.option("--width", type=int, default=None, help="Requested capture width (cameras, csi://).")
 @click.option("--height", type=int, default=None, help="Requested capture height (cameras, csi://).")
-@click.option("--fps", type=float, default=None, help="Requested camera FPS; for files/folders: play at this rate instead of as fast as possible.")
+@click.option("--fps", type=POSITIVE, default=None, help="Requested camera FPS; for files/folders: play at this rate instead of as fast as possible.")
 @click.option("--headless", is_flag=True, help="No window (the default when there is no display or OpenCV has no GUI).")
 @click.option("--save-video", type=click.Path(dir_okay=False), default=None, help="Annotated video (.mp4/.avi/.mkv), finalised on exit.")
-@click.option("--events", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per frame to this file.")
+@click.option("--events", type=click.Path(dir_okay=False), default=None, callback=output_file(), help="Append one JSON line per frame to this file.")
 @click.option("--events-only-anomalies", is_flag=True, help="Write only NG frames to --events.")
 @click.option("--save-anomalies", type=click.Path(file_okay=False), default=None, help="Save NG frames and their heatmaps as JPEG here.")
-@click.option("--threshold", type=float, default=None, help="Override the artifact's threshold (score >= threshold is NG).")
+@click.option("--threshold", type=FINITE, default=None, help="Override the artifact's threshold (score >= threshold is NG).")
 @click.option("--roi", default=None, help="Score only this x,y,w,h region of the frame.")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames.")
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
 @backend_option
 @precision_option
-@click.option("--threads", type=int, default=None,
+@click.option("--threads", type=Threads(), default=None,
               help="CPU inference threads (ONNX Runtime / OpenVINO). Default: one core fewer than the machine has, "
                    "leaving one to decode and preprocess the next frame.")
 @server_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
-@click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
+@click.option("--print-every", type=POSITIVE, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
             threshold, roi, max_frames, loop_, backend, precision, threads, server, reconnect_tries, print_every):
@@ -133,7 +135,8 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     edgeano run --model model.onnx --source clip.mp4 --headless --roi 100,50,320,240
 
     Exit codes: 0 done (end of file, --max-frames, q, SIGTERM), 130 Ctrl-C, 3 the source will not
-    open or stayed lost after --reconnect-tries, 1 or 2 other errors. Outputs are finalised in every case.
+    open or stayed lost after --reconnect-tries, 2 bad flag or model, 4 an output not written,
+    1 a runtime failure. Outputs are finalised in every case.
     """
     from edgeano.loaders import open_engine
     from edgeano.stream import sinks as sk

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from edgeano.cli.common import BACKENDS, friendly_errors
+from edgeano.cli.common import BACKENDS, Threads, friendly_errors
 
 
 @click.command("serve")
@@ -22,7 +22,7 @@ from edgeano.cli.common import BACKENDS, friendly_errors
               help="How long a request may wait for others to batch with (microseconds).")
 @click.option("--input-dtype", type=click.Choice(["uint8", "float32"]), default="uint8", show_default=True,
               help="What travels: uint8 resized frames (4x smaller) or the float32 tensor.")
-@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime (default: its own).")
+@click.option("--threads", type=Threads(), default=None, help="CPU threads for ONNX Runtime (default: its own).")
 @click.option("--backend", type=click.Choice([b for b in BACKENDS if b != "triton"]), default="auto", show_default=True,
               help="The Engine inside the server: auto = TensorRT where it and a GPU are present, else ONNX Runtime.")
 @click.option("--triton-log", type=click.Path(dir_okay=False), default=None, help="Keep tritonserver's own log in this file.")
@@ -38,7 +38,7 @@ def command(model, name, http_port, grpc_port, metrics_port, address, max_batch,
     Ctrl-C or SIGTERM stops it. Clients need no artifact: preprocessing and threshold come from the
     served model's config.
     """
-    from edgeano.errors import EXIT_USAGE, EdgeanoError
+    from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
     from edgeano.loaders import open_engine, resolve_model
     from edgeano.serve import ServeConfig, ServedModel, TritonServer, default_name, serve_available
 
@@ -68,7 +68,7 @@ def command(model, name, http_port, grpc_port, metrics_port, address, max_batch,
         click.echo(f"next: edgeano run --server {u['http']} --model {served.name} --camera 0", err=True)
         while not stop.wait(1.0):
             if not server.is_alive():
-                raise EdgeanoError(f"Triton stopped on its own{server.log_tail()}")
+                raise EdgeanoError(f"Triton stopped on its own{server.log_tail()}", EXIT_ERROR)
     finally:
         server.stop()
     click.echo("serve: stopped", err=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from edgeano.artifact import preprocess_of, read_onnx_metadata
-from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
 from edgeano.fileio import atomic_path, write_text
 
 CONFIG_NAME = "config_infer_edgeano.txt"
@@ -164,7 +164,7 @@ def write_deepstream(artifact, out_dir, batch: int = 1, engine: Optional[str] = 
     text = config_text(props, meta)
     problems = check_config(text, meta)
     if problems:
-        raise EdgeanoError(f"internal: the nvinfer config fails its own check: {'; '.join(problems)}")
+        raise EdgeanoError(f"internal: the nvinfer config fails its own check: {'; '.join(problems)}", EXIT_ERROR)
     with atomic_path(out_dir / "model.onnx") as tmp:
         shutil.copyfile(artifact, tmp)
     if engine:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from edgeano.artifact import METADATA_KEY, read_onnx_metadata
-from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
 from edgeano.fileio import atomic_path, write_text
 from edgeano.runtime.tensorrt import read_sidecar
 
@@ -94,7 +94,7 @@ def parse_config(text: str, source: str = "config.pbtxt"):
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as e:
-        raise EdgeanoError(f"{source}: not a valid Triton model config ({e})")
+        raise EdgeanoError(f"{source}: not a valid Triton model config ({e})", EXIT_ERROR)
 
 
 def _artifact_io(artifact: Path, meta: Dict):
@@ -133,7 +133,7 @@ def write_repository(artifact, repo, name: Optional[str] = None, max_batch: int 
                        strip([o for o in outputs if o[0] in wanted]), meta, max_queue_delay_us, "KIND_GPU" if is_plan else "KIND_AUTO")
     cfg = parse_config(text, f"{repo / name / 'config.pbtxt'}")
     if cfg.max_batch_size != mb or json.loads(cfg.parameters[METADATA_KEY].string_value) != meta:
-        raise EdgeanoError("internal: the Triton config does not read back as written")
+        raise EdgeanoError("internal: the Triton config does not read back as written", EXIT_ERROR)
     model_dir = repo / name
     with atomic_path(model_dir / "1" / ("model.plan" if is_plan else "model.onnx")) as tmp:
         shutil.copyfile(artifact, tmp)

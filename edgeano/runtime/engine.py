@@ -10,6 +10,7 @@ has both N) and `close()`. `Engine.infer` splits, pads and slices to that range 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -96,6 +97,8 @@ class Engine:
         self.meta = meta
         self.preprocess = preprocess_of(meta)
         self.threshold = float(meta["threshold"]["value"] if threshold is None else threshold)
+        if math.isnan(self.threshold):  # every frame would pass as OK; artifacts and --threshold are refused before this
+            raise EdgeanoError("threshold is NaN: give a finite number")
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod

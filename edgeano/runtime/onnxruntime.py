@@ -12,6 +12,9 @@ from edgeano.errors import EdgeanoError
 from edgeano.runtime.cpu import physical_cores
 
 
+MAX_THREADS = 1024  # a bound for library callers; the CLI's --threads stops at the CPUs this process may use
+
+
 class OnnxRuntimeRunner:
     def __init__(self, path, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
                  spinning: Optional[bool] = None):
@@ -26,7 +29,9 @@ class OnnxRuntimeRunner:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only: ORT's warnings are noise for users
-        if threads:
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+                raise EdgeanoError(f"threads={threads!r}: ONNX Runtime takes 1..{MAX_THREADS} CPU threads")
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
         if spinning is not None:

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from edgeano.artifact import METADATA_KEY, check_io, validate
-from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
 
 SCHEMES = {"http": 8000, "https": 8000, "grpc": 8001}
 WIRE_TYPES = {"TYPE_UINT8": ("UINT8", np.uint8), "TYPE_FP32": ("FP32", np.float32)}
@@ -104,13 +104,13 @@ class TritonRunner:
         try:
             live = self.client.is_server_live()
         except Exception as e:  # connection refused, DNS, TLS: tritonclient raises several types
-            raise EdgeanoError(f"{target}: no Triton server answers at {address} ({str(e).splitlines()[0][:200]})")
+            raise EdgeanoError(f"{target}: no Triton server answers at {address} ({str(e).splitlines()[0][:200]})", EXIT_ERROR)
         if not live:
-            raise EdgeanoError(f"{target}: the Triton server at {address} is not live")
+            raise EdgeanoError(f"{target}: the Triton server at {address} is not live", EXIT_ERROR)
         try:
             ready = self.client.is_model_ready(self.model)
         except Exception as e:
-            raise EdgeanoError(f"{target}: cannot ask the server about model {self.model!r} ({str(e).splitlines()[0][:200]})")
+            raise EdgeanoError(f"{target}: cannot ask the server about model {self.model!r} ({str(e).splitlines()[0][:200]})", EXIT_ERROR)
         if not ready:
             raise EdgeanoError(f"{target}: the server has no ready model {self.model!r}", EXIT_USAGE)
         cfg = served_config(self.client, self.scheme, self.model)
@@ -166,7 +166,7 @@ class TritonRunner:
         try:
             res = self._thread_client().infer(self.model, [inp], outputs=outs)
         except Exception as e:  # InferenceServerException, or a dropped connection
-            raise EdgeanoError(f"{self.target}: inference failed ({str(e).splitlines()[0][:300]})")
+            raise EdgeanoError(f"{self.target}: inference failed ({str(e).splitlines()[0][:300]})", EXIT_ERROR)
         return {n: res.as_numpy(n) for n in self.output_names}
 
     def statistics(self) -> Dict:
