@@ -6,7 +6,7 @@ import pytest
 from badinput import Case, run_case
 
 CASES = [
-    Case("run-two-sources", ["run", "--model", "{onnx}", "--camera", "0", "--source", "clip.mp4"], 1, r"exactly one of --camera"),
+    Case("run-missing-second-source", ["run", "--model", "{onnx}", "--camera", "0", "--source", "clip.mp4"], 3, r"source not found: clip\.mp4"),
     Case("bench-missing-model", ["bench", "--model", "nosuch.onnx"], 1, r"model file not found: nosuch\.onnx"),
 ]
 

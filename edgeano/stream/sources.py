@@ -204,9 +204,14 @@ class CaptureSource:
             self.cap = None
 
 
+def make_source(spec: SourceSpec):
+    """A SourceSpec -> a source object, not yet opened (FolderSource or CaptureSource)."""
+    return FolderSource(spec) if spec.kind == "folder" else CaptureSource(spec)
+
+
 def open_source(spec: SourceSpec):
     """A SourceSpec -> an opened source (FolderSource or CaptureSource); EdgeanoError(exit 3) if it will not open."""
-    src = FolderSource(spec) if spec.kind == "folder" else CaptureSource(spec)
+    src = make_source(spec)
     src.open()
     return src
 

@@ -1,0 +1,207 @@
+"""`edgeano run` as a library call: options -> engine, sources, sinks -> the loop -> exit code.
+
+The CLI (edgeano/cli/run.py) parses flags into `RunOptions` and calls `run_stream`. Order matters
+for the user: every flag and output path is checked first, then the model loads, then the
+sources open (exit 3 if one will not), then the sinks start; outputs are finalised on every exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+from edgeano.errors import EdgeanoError
+
+Roi = Tuple[int, int, int, int]
+
+
+@dataclass
+class RunOptions:
+    model: str
+    sources: List[str] = field(default_factory=list)  # --source URIs, in order
+    cameras: List[int] = field(default_factory=list)  # --camera indices (after the --source ones)
+    width: Optional[int] = None
+    height: Optional[int] = None
+    fps: Optional[float] = None
+    headless: bool = False
+    save_video: Optional[str] = None
+    events: Optional[str] = None
+    events_only_anomalies: bool = False
+    save_anomalies: Optional[str] = None
+    threshold: Optional[float] = None
+    roi: Optional[Roi] = None
+    max_frames: Optional[int] = None
+    loop: bool = False
+    backend: str = "auto"
+    reconnect_tries: int = 10
+    print_every: float = 5.0
+    stall_timeout: float = 10.0
+    mqtt: Optional[str] = None
+    opcua: Optional[str] = None
+    http: Optional[str] = None
+    http_token: Optional[str] = None
+    open_engine: Optional[Callable] = None  # (model, backend, threshold) -> Engine; default edgeano.loaders.open_engine
+
+
+def parse_roi(text: Optional[str]) -> Optional[Roi]:
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y, w, h = (int(p) for p in parts)
+    except ValueError:
+        raise EdgeanoError(f"--roi {text!r}: expected four integers x,y,w,h (e.g. --roi 100,50,320,240)")
+    if x < 0 or y < 0 or w < 8 or h < 8:
+        raise EdgeanoError(f"--roi {text!r}: x and y must be >= 0, w and h >= 8 pixels")
+    return x, y, w, h
+
+
+def validate(o: RunOptions) -> None:
+    """Every flag check that needs no file or device, before anything is opened."""
+    if not o.sources and not o.cameras:
+        raise EdgeanoError("give --camera N or --source URI (e.g. --camera 0, --source clip.mp4, --source csi://0); "
+                           "repeat it for several sources")
+    for c in o.cameras:
+        if c < 0:
+            raise EdgeanoError(f"--camera {c}: the index must be >= 0")
+    for name, v in (("--width", o.width), ("--height", o.height), ("--fps", o.fps), ("--max-frames", o.max_frames)):
+        if v is not None and v <= 0:
+            raise EdgeanoError(f"{name} must be > 0, got {v}")
+    if o.events_only_anomalies and not o.events:
+        raise EdgeanoError("--events-only-anomalies needs --events FILE.jsonl")
+    if o.reconnect_tries < 0:
+        raise EdgeanoError("--reconnect-tries must be >= 0")
+    if not o.stall_timeout >= 0:
+        raise EdgeanoError(f"--stall-timeout must be >= 0 seconds (0 = no watchdog), got {o.stall_timeout}")
+    if o.http_token and not o.http:
+        raise EdgeanoError("--http-token needs --http HOST:PORT")
+
+
+class SignalStop:
+    """SIGINT/SIGTERM -> stop the loop cleanly (outputs finalised); a second Ctrl-C aborts at once."""
+
+    def __init__(self, stop):
+        self.stop = stop
+        self.received = []
+        self.previous = {}
+
+    def _handler(self, signum, frame):
+        self.received.append(signum)
+        if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
+            raise KeyboardInterrupt
+        self.stop()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if signal.SIGINT in self.received else 0
+
+
+def parse_sources(o: RunOptions):
+    from edgeano.stream.sources import parse_source
+
+    specs = [parse_source(source=s, width=o.width, height=o.height, fps=o.fps) for s in o.sources]
+    specs += [parse_source(camera=c, width=o.width, height=o.height, fps=o.fps) for c in o.cameras]
+    uris = [s.uri for s in specs]
+    dup = sorted({u for u in uris if uris.count(u) > 1})
+    if dup:
+        raise EdgeanoError(f"source {dup[0]} is given twice; each --source/--camera must be a different source")
+    if o.loop:
+        for s in specs:
+            if s.live:
+                raise EdgeanoError(f"--loop restarts files and folders; {s.uri} is a live source")
+    return specs
+
+
+def check_outputs(o: RunOptions, n_sources: int) -> list:
+    """Output paths and sink URLs, before the model loads or a source opens. Returns the network sink plans."""
+    from edgeano.stream.sinks import check_video_path, check_writable, per_source_path
+    from edgeano.stream.sinks.network import plan_network_sinks
+
+    if o.save_video:
+        for i in range(n_sources):
+            check_video_path(per_source_path(o.save_video, i, n_sources))
+    if o.events:
+        check_writable(o.events, "--events")
+    if o.save_anomalies:
+        check_writable(o.save_anomalies, "--save-anomalies", folder=True)
+    return plan_network_sinks(o)
+
+
+def build_sinks(o: RunOptions, sources, run_id: str, plans, log) -> list:
+    from edgeano.stream import sinks as sk
+
+    sinks = []
+    n = len(sources)
+    if not o.headless:
+        if sk.display_available():
+            sinks.append(sk.DisplaySink())
+        else:
+            log("no display (or OpenCV built without GUI): running headless")
+    if o.save_video:
+        for i, src in enumerate(sources):
+            sinks.append(sk.VideoSink(sk.per_source_path(o.save_video, i, n), src.fps or o.fps or 30.0,
+                                      live=src.spec.live, source_index=i if n > 1 else None))
+    if o.events:
+        sinks.append(sk.EventsSink(o.events, o.events_only_anomalies, run_id))
+    if o.save_anomalies:
+        sinks.append(sk.AnomalySaver(o.save_anomalies, run_id, warn=log, several_sources=n > 1))
+    sinks += [plan.make(run_id, log) for plan in plans]
+    return sinks
+
+
+def run_stream(o: RunOptions, log: Callable[[str], None]) -> int:
+    """The whole `edgeano run`; returns the exit code (0 done, 130 Ctrl-C); raises EdgeanoError otherwise."""
+    from edgeano.stream.loop import LoopConfig, StreamLoop
+    from edgeano.stream.sources import open_source, quiet_opencv
+    from edgeano.stream.stats import LoopStats
+
+    validate(o)
+    specs = parse_sources(o)
+    plans = check_outputs(o, len(specs))
+    if o.open_engine is None:
+        from edgeano.loaders import open_engine as opener
+    else:
+        opener = o.open_engine
+    engine = opener(o.model, backend=o.backend, threshold=o.threshold)
+    quiet_opencv()
+    sources, sinks = [], []
+    try:
+        for spec in specs:
+            sources.append(open_source(spec))
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        sinks = build_sinks(o, sources, run_id, plans, log)
+    except BaseException:
+        for s in sources:
+            s.close()
+        for s in sinks:
+            s.close()
+        engine.close()
+        raise
+    cfg = LoopConfig(roi=o.roi, max_frames=o.max_frames, loop=o.loop, print_every_s=o.print_every,
+                     reconnect_tries=o.reconnect_tries, stall_s=o.stall_timeout)
+    loop = StreamLoop(engine, sources, sinks, cfg, log=log, run_id=run_id)
+    where = ", ".join(f"{s.uri} [{s.kind}{', live' if s.live else ''}]" for s in specs)
+    log(f"run: {engine.name} ({engine.meta.get('model', '?')}, threshold {engine.threshold:.4g}) on {where}")
+    with SignalStop(loop.stop) as signals:
+        try:
+            loop.run()
+        finally:
+            if loop.last_summary:
+                log(LoopStats.format_summary(loop.last_summary))
+            engine.close()
+    if signals.received:
+        log(f"stopped by {signal.Signals(signals.received[0]).name}; outputs finalised")
+    return signals.exit_code
