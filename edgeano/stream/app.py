@@ -125,10 +125,9 @@ def parse_sources(o: RunOptions):
     return specs
 
 
-def check_outputs(o: RunOptions, n_sources: int) -> list:
-    """Output paths and sink URLs, before the model loads or a source opens. Returns the network sink plans."""
+def check_outputs(o: RunOptions, n_sources: int) -> None:
+    """Output paths, before the model loads or a source opens (exit 4 when one cannot be written)."""
     from edgeano.stream.sinks import check_video_path, check_writable, per_source_path
-    from edgeano.stream.sinks.network import plan_network_sinks
 
     if o.save_video:
         for i in range(n_sources):
@@ -137,7 +136,6 @@ def check_outputs(o: RunOptions, n_sources: int) -> list:
         check_writable(o.events, "--events")
     if o.save_anomalies:
         check_writable(o.save_anomalies, "--save-anomalies", folder=True)
-    return plan_network_sinks(o)
 
 
 def build_sinks(o: RunOptions, sources, run_id: str, plans, log) -> list:
@@ -168,9 +166,12 @@ def run_stream(o: RunOptions, log: Callable[[str], None]) -> int:
     from edgeano.stream.sources import open_source, quiet_opencv
     from edgeano.stream.stats import LoopStats
 
+    from edgeano.stream.sinks.network import plan_network_sinks
+
     validate(o)
+    plans = plan_network_sinks(o)  # URLs and client libraries: pure checks first
     specs = parse_sources(o)
-    plans = check_outputs(o, len(specs))
+    check_outputs(o, len(specs))
     if o.open_engine is None:
         from edgeano.loaders import open_engine as opener
     else:

@@ -106,6 +106,7 @@ class MqttSink(Sink):
         self.last_error = ""
         self.next_status = 0.0
         self.ctx = None
+        self.closed = False
         self._lock = threading.Lock()
 
     # -- paho callbacks (its network thread) ------------------------------------------------------
@@ -121,7 +122,7 @@ class MqttSink(Sink):
         self.next_status = 0.0
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
-        if self.connected:
+        if self.connected and not self.closed:
             self.disconnects += 1
             self.log(f"mqtt: lost {self.t.describe()} ({reason_code}); events wait in the queue, reconnecting")
         self.connected = False
@@ -181,7 +182,10 @@ class MqttSink(Sink):
         return max(0, self.sent - self.acked) if self.t.qos else 0
 
     def state(self) -> str:
-        conn = "connected" if self.connected else ("reconnecting" if self.ever_connected else "connecting")
+        if self.closed:
+            conn = "closed"
+        else:
+            conn = "connected" if self.connected else ("reconnecting" if self.ever_connected else "connecting")
         return f"{conn}, sent {self.sent}, queued {self.pending}, dropped {self.dropped}"
 
     def close(self, flush_s: float = 5.0) -> None:
@@ -194,6 +198,7 @@ class MqttSink(Sink):
             time.sleep(0.02)  # let queued events reach the broker before we hang up
         if self.pending:
             self.log(f"mqtt: {self.pending} events still queued at exit were not delivered")
+        self.closed = True
         self.client.disconnect()
         self.client.loop_stop()
         self.client = None
