@@ -6,9 +6,9 @@ An artifact whose model outputs a map may carry its normalisation in the metadat
                    "threshold": <the map threshold, raw units>, "method": "..."}
 
 With it the overlay never rescales per frame: a good frame stays cold and a colour means the same
-on every frame. Colour level (0 = blue ... 1 = red in OpenCV's JET): 0 -> 0.35 from 0 to `unit`
-(blue to cyan: what normal pixels reach), 0.35 -> 1 from `unit` to `threshold` (green, yellow,
-red), red above the threshold.
+on every frame. Colour level on OpenCV's JET scale (0 blue, 0.35 cyan, 0.5 green, 0.65 yellow,
+0.875 pure red): 0 -> 0.35 from 0 to `unit` (what normal pixels reach), 0.35 -> 0.875 from `unit`
+to `threshold` (green, yellow, red), pure red at and above the threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from edgeano.errors import EXIT_USAGE, EdgeanoError
 
 NORMAL_LEVEL = 0.35  # where the normal quantile sits on the colour scale
+RED_LEVEL = 0.875  # JET's pure red (above it JET darkens, which would read as "less")
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,11 @@ class MapScale:
         return cls(unit, thr, str(m.get("method", "")))
 
     def levels(self, amap: np.ndarray) -> np.ndarray:
-        """Raw map values -> colour levels in [0, 1] (see the module docstring)."""
+        """Raw map values -> colour levels in [0, RED_LEVEL] (see the module docstring)."""
         m = np.nan_to_num(amap.astype(np.float32), nan=0.0, posinf=np.float32(1e30), neginf=0.0)
         top = max(self.threshold, self.unit * 1.000001)
         low = np.clip(m / self.unit, 0.0, 1.0) * NORMAL_LEVEL
-        high = NORMAL_LEVEL + np.clip((m - self.unit) / (top - self.unit), 0.0, 1.0) * (1.0 - NORMAL_LEVEL)
+        high = NORMAL_LEVEL + np.clip((m - self.unit) / (top - self.unit), 0.0, 1.0) * (RED_LEVEL - NORMAL_LEVEL)
         return np.where(m <= self.unit, low, high)
 
 
