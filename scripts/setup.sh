@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install edgeano with training and test extras. Idempotent.
+# Create .venv and install edgeano with training, test and line-sink extras. Idempotent.
+# The line-sink tests also need Debian's mosquitto and chromium (installed here when run as root
+# with apt-get; elsewhere those tests skip with the reason).
 # EDGEANO_TORCH picks the torch requirement (default torch==2.13.0: the CPU build on machines that
 # carry it; elsewhere set e.g. EDGEANO_TORCH="torch" or a CUDA wheel of your choice).
 set -euo pipefail
@@ -10,5 +12,15 @@ PY=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "${EDGEANO_TORCH:-torch==2.13.0}"
 fi
-.venv/bin/python -m pip install -q -e '.[train,test]'
+.venv/bin/python -m pip install -q -e '.[train,test,line,line-test]'
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=""
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+  command -v chromium >/dev/null || missing="$missing chromium"
+  if [ -n "$missing" ]; then
+    echo "installing$missing (apt-get) for the line-sink tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >/dev/null 2>&1 \
+      || echo "warning: apt-get could not install$missing; those tests will skip"
+  fi
+fi
 echo "edgeano installed in .venv ($(.venv/bin/python -c 'import edgeano, torch; print("edgeano", edgeano.__version__, "torch", torch.__version__)'))"
