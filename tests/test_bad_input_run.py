@@ -20,7 +20,7 @@ import pytest
 from badinput import EDGEANO, Case, run_case
 from linehelpers import edgeano_run, free_port, read_events, texture_frames, write_clip, write_folder
 
-from edgeano.errors import EXIT_OUTPUT, EXIT_SOURCE
+from edgeano.errors import EXIT_OUTPUT, EXIT_SOURCE, EXIT_USAGE
 from edgeano.stream.events import Scored, dumps, event_record
 
 
@@ -58,13 +58,13 @@ CASES = [
          EXIT_SOURCE, r"source broken: nothing could be scored \(all 3 frames/images were unreadable\)",
          setup=with_unreadable_images, alone=False),
     Case("same-source-twice", ["run", "--model", "{onnx}", "--source", "clip.avi", "--source", "clip.avi"],
-         1, r"source clip\.avi is given twice", setup=with_clip),
+         EXIT_USAGE, r"source clip\.avi is given twice", setup=with_clip),
     Case("loop-with-a-live-source", ["run", "--model", "{onnx}", "--source", "clip.avi", "--camera", "0", "--loop"],
-         1, r"--loop restarts files and folders; camera 0 is a live source", setup=with_clip),
+         EXIT_USAGE, r"--loop restarts files and folders; camera 0 is a live source", setup=with_clip),
     Case("bad-stall-timeout", ["run", "--model", "{onnx}", "--source", "clip.avi", "--stall-timeout", "-1"],
-         1, r"--stall-timeout must be >= 0", setup=with_clip),
+         EXIT_USAGE, r"--stall-timeout must be >= 0", setup=with_clip),
     Case("http-token-without-http", ["run", "--model", "{onnx}", "--source", "clip.avi", "--http-token", "x"],
-         1, r"--http-token needs --http", setup=with_clip),
+         EXIT_USAGE, r"--http-token needs --http", setup=with_clip),
     Case("bad-http-bind", ["run", "--model", "{onnx}", "--source", "clip.avi", "--http", "localhost:99999"],
          2, r"--http 'localhost:99999': expected \[HOST:\]PORT", setup=with_clip),
     Case("bad-opcua-url", ["run", "--model", "{onnx}", "--source", "clip.avi", "--opcua", "opc.tcp://user@host"],

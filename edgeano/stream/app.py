@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 
 Roi = Tuple[int, int, int, int]
 
@@ -53,9 +53,9 @@ def parse_roi(text: Optional[str]) -> Optional[Roi]:
     try:
         x, y, w, h = (int(p) for p in parts)
     except ValueError:
-        raise EdgeanoError(f"--roi {text!r}: expected four integers x,y,w,h (e.g. --roi 100,50,320,240)")
+        raise EdgeanoError(f"--roi {text!r}: expected four integers x,y,w,h (e.g. --roi 100,50,320,240)", EXIT_USAGE)
     if x < 0 or y < 0 or w < 8 or h < 8:
-        raise EdgeanoError(f"--roi {text!r}: x and y must be >= 0, w and h >= 8 pixels")
+        raise EdgeanoError(f"--roi {text!r}: x and y must be >= 0, w and h >= 8 pixels", EXIT_USAGE)
     return x, y, w, h
 
 
@@ -63,21 +63,21 @@ def validate(o: RunOptions) -> None:
     """Every flag check that needs no file or device, before anything is opened."""
     if not o.sources and not o.cameras:
         raise EdgeanoError("give --camera N or --source URI (e.g. --camera 0, --source clip.mp4, --source csi://0); "
-                           "repeat it for several sources")
+                           "repeat it for several sources", EXIT_USAGE)
     for c in o.cameras:
         if c < 0:
-            raise EdgeanoError(f"--camera {c}: the index must be >= 0")
+            raise EdgeanoError(f"--camera {c}: the index must be >= 0", EXIT_USAGE)
     for name, v in (("--width", o.width), ("--height", o.height), ("--fps", o.fps), ("--max-frames", o.max_frames)):
         if v is not None and v <= 0:
-            raise EdgeanoError(f"{name} must be > 0, got {v}")
+            raise EdgeanoError(f"{name} must be > 0, got {v}", EXIT_USAGE)
     if o.events_only_anomalies and not o.events:
-        raise EdgeanoError("--events-only-anomalies needs --events FILE.jsonl")
+        raise EdgeanoError("--events-only-anomalies needs --events FILE.jsonl", EXIT_USAGE)
     if o.reconnect_tries < 0:
-        raise EdgeanoError("--reconnect-tries must be >= 0")
+        raise EdgeanoError("--reconnect-tries must be >= 0", EXIT_USAGE)
     if not o.stall_timeout >= 0:
-        raise EdgeanoError(f"--stall-timeout must be >= 0 seconds (0 = no watchdog), got {o.stall_timeout}")
+        raise EdgeanoError(f"--stall-timeout must be >= 0 seconds (0 = no watchdog), got {o.stall_timeout}", EXIT_USAGE)
     if o.http_token and not o.http:
-        raise EdgeanoError("--http-token needs --http HOST:PORT")
+        raise EdgeanoError("--http-token needs --http HOST:PORT", EXIT_USAGE)
 
 
 class SignalStop:
@@ -117,11 +117,11 @@ def parse_sources(o: RunOptions):
     uris = [s.uri for s in specs]
     dup = sorted({u for u in uris if uris.count(u) > 1})
     if dup:
-        raise EdgeanoError(f"source {dup[0]} is given twice; each --source/--camera must be a different source")
+        raise EdgeanoError(f"source {dup[0]} is given twice; each --source/--camera must be a different source", EXIT_USAGE)
     if o.loop:
         for s in specs:
             if s.live:
-                raise EdgeanoError(f"--loop restarts files and folders; {s.uri} is a live source")
+                raise EdgeanoError(f"--loop restarts files and folders; {s.uri} is a live source", EXIT_USAGE)
     return specs
 
 
