@@ -64,7 +64,7 @@ def read_events(path: Path):
 class Mosquitto:
     """A real broker on 127.0.0.1:port with persistence in `folder`; stop() and start() again keep its sessions."""
 
-    def __init__(self, folder: Path, port: Optional[int] = None):
+    def __init__(self, folder: Path, port: Optional[int] = None, tls: Optional[dict] = None):
         self.exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         self.folder = folder
         self.port = port or free_port()
@@ -72,6 +72,8 @@ class Mosquitto:
         folder.mkdir(parents=True, exist_ok=True)
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
                  f"persistence_location {folder}/", "max_queued_messages 100000"]
+        if tls:  # {"cafile": ..., "certfile": ..., "keyfile": ...}: this listener speaks TLS only
+            lines += [f"{k} {v}" for k, v in tls.items()]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             lines.append("user root")  # as root it would switch to a 'mosquitto' user that cannot write here
         (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
@@ -134,14 +136,27 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def broker_or_skip(folder: Path) -> Mosquitto:
+def make_tls_certs(folder: Path) -> dict:
+    """A CA and a server certificate for 127.0.0.1 (IP SAN), made with the openssl command."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, crt = (folder / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ext = folder / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run = lambda *a: subprocess.run(["openssl", *map(str, a)], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=edgeano test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext)
+    return {"cafile": ca, "certfile": crt, "keyfile": key}
+
+
+def broker_or_skip(folder: Path, tls: Optional[dict] = None) -> Mosquitto:
     import pytest
 
     try:
         import paho.mqtt.client  # noqa: F401
     except ImportError:
         pytest.skip("paho-mqtt is not installed (pip install 'edgeano[line]')")
-    b = Mosquitto(folder)
+    b = Mosquitto(folder, tls=tls)
     if b.exe is None:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run installs it)")
     try:

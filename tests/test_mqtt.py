@@ -39,7 +39,7 @@ def test_every_event_arrives_once_with_qos1_and_status_is_retained(broker, frame
     assert len(events) == 16
     assert sorted(m[1]["seq"] for m in got) == list(range(16))  # every frame's event, exactly once
     assert [m[1] for m in sorted(got, key=lambda m: m[1]["seq"])] == events  # the same records as --events
-    assert "mqtt: connected" in err and "sink mqtt: closed, sent 16, queued 0, dropped 0" in err
+    assert "mqtt: connected" in err and "sink mqtt: closed, delivered 16, queued 0, dropped 0" in err
     late = Subscriber(broker.port, [f"{topic}/status"], client_id="late-reader")  # a newcomer gets the retained status
     try:
         status = late.wait_for(f"{topic}/status", 1, timeout=10)
@@ -49,7 +49,7 @@ def test_every_event_arrives_once_with_qos1_and_status_is_retained(broker, frame
     doc = status[-1][1]
     assert doc["state"] == "stopped" and doc["frames"] == 16 and doc["ng"] == sum(e["label"] == "NG" for e in events)
     assert doc["sources"][0]["name"] == str(clip) and doc["sinks"]["mqtt"]["state"].startswith("connected")
-    assert "mqtt connected, sent" in err  # the sink's state in the progress line
+    assert "mqtt connected, delivered" in err  # the sink's state in the progress line
 
 
 def test_broker_restart_mid_run_loses_no_event_within_the_queue(broker, frames, gaussian_onnx, tmp_path):
@@ -74,7 +74,7 @@ def test_broker_restart_mid_run_loses_no_event_within_the_queue(broker, frames, 
     assert p.returncode == 0, err
     seqs = {m[1]["seq"] for m in got}
     assert seqs == set(range(n)), f"missing {sorted(set(range(n)) - seqs)}\n{err}"  # QoS 1: at least once, none lost
-    assert "mqtt: lost" in err and "mqtt: reconnected" in err and "reconnecting, sent" in err  # the state showed in the progress line
+    assert "mqtt: lost" in err and "mqtt: reconnected" in err and "reconnecting, delivered" in err  # the state showed in the progress line
     assert f"summary: {n} frames" in err
 
 
@@ -88,8 +88,34 @@ def test_broker_that_is_not_there_never_stops_inspection(frames, gaussian_onnx, 
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert len(read_events(tmp_path / "ev.jsonl")) == 16
-    assert "sink mqtt: closed, sent 5, queued 5, dropped 11" in err and "mqtt connecting, sent" in err  # the bounded queue, drops counted
+    assert "sink mqtt: closed, delivered 0, queued 5, dropped 11" in err and "mqtt connecting, delivered 0" in err  # the bounded queue, drops counted
     assert "events still queued at exit were not delivered" in err
+
+
+def test_mqtts_checks_the_brokers_certificate(frames, gaussian_onnx, tmp_path):
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make the test certificates)")
+    from linehelpers import make_tls_certs
+
+    certs = make_tls_certs(tmp_path / "certs")
+    broker = broker_or_skip(tmp_path / "tls-broker", tls=certs)
+    clip = write_clip(frames, tmp_path / "clip.avi")
+    try:
+        good = edgeano_run(["--model", gaussian_onnx, "--source", clip, "--headless", "--fps", 20, "--print-every", 0.2,
+                            "--mqtt", f"mqtts://127.0.0.1:{broker.port}/tls/line?ca={certs['cafile']}"])
+        _, err = good.communicate(timeout=120)
+        assert good.returncode == 0, err
+        assert "mqtt: connected to mqtts://127.0.0.1" in err and "sink mqtt: closed, delivered 16, queued 0, dropped 0" in err
+        untrusted = edgeano_run(["--model", gaussian_onnx, "--source", clip, "--headless",
+                                 "--mqtt", f"mqtts://127.0.0.1:{broker.port}/tls/line"])  # system CAs: not ours
+        _, err2 = untrusted.communicate(timeout=120)
+    finally:
+        broker.stop()
+    assert untrusted.returncode == 0, err2  # inspection went on ...
+    assert "mqtt: connected" not in err2 and "mqtt: cannot connect" in err2
+    assert "sink mqtt: closed, delivered 0, queued 16, dropped 0" in err2  # ... but nothing went to an unverified broker
 
 
 @pytest.mark.parametrize("url,msg", [

@@ -99,14 +99,17 @@ class MqttSink(Sink):
         self.client = None
         self.connected = False
         self.ever_connected = False
-        self.sent = 0  # handed to paho
-        self.acked = 0  # confirmed by the broker (QoS 1/2) or written to the socket (QoS 0)
+        self.sent = 0  # handed to paho (delivered or waiting in its queue)
+        self.acked = 0  # on_publish calls: confirmed by the broker (QoS 1/2) or written (QoS 0), status messages included
         self.dropped = 0  # queue full, or QoS 0 while disconnected
         self.disconnects = 0
         self.last_error = ""
         self.next_status = 0.0
         self.ctx = None
         self.closed = False
+        self.connect_failed_logged = False
+        self.status_infos = []  # status messages not yet written; on_publish counts them too
+        self.status_done = 0
         self._lock = threading.Lock()
 
     # -- paho callbacks (its network thread) ------------------------------------------------------
@@ -127,6 +130,12 @@ class MqttSink(Sink):
             self.log(f"mqtt: lost {self.t.describe()} ({reason_code}); events wait in the queue, reconnecting")
         self.connected = False
 
+    def _on_connect_fail(self, client, userdata):
+        if not self.connect_failed_logged:
+            self.connect_failed_logged = True
+            self.log(f"mqtt: cannot connect to {self.t.describe()} (refused, unreachable or TLS check failed); "
+                     "events wait in the queue, retrying with backoff")
+
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._lock:
             self.acked += 1
@@ -146,6 +155,7 @@ class MqttSink(Sink):
         c.reconnect_delay_set(0.5, 30)
         c.will_set(self.t.status_topic, json.dumps({"run": self.run_id, "state": "offline"}), qos=1, retain=True)
         c.on_connect, c.on_disconnect, c.on_publish = self._on_connect, self._on_disconnect, self._on_publish
+        c.on_connect_fail = self._on_connect_fail
         c.connect_async(self.t.host, self.t.port, keepalive=20)
         c.loop_start()  # paho's thread connects, reconnects with backoff, and does every socket write
         self.client = c
@@ -161,12 +171,10 @@ class MqttSink(Sink):
             self._status("running")
         return False
 
-    def _publish(self, topic: str, payload: str, qos: int, retain: bool = False, count: bool = True) -> None:
+    def _publish(self, topic: str, payload: str, qos: int) -> None:
         import paho.mqtt.client as mqtt
 
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if not count:
-            return
+        info = self.client.publish(topic, payload, qos=qos)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE or (qos == 0 and info.rc == mqtt.MQTT_ERR_NO_CONN):
             self.dropped += 1
         else:
@@ -175,18 +183,32 @@ class MqttSink(Sink):
     def _status(self, state: str) -> None:
         doc = dict(self.ctx.status()) if self.ctx else {}
         doc.update(state=state, time=round(time.time(), 3))
-        self._publish(self.t.status_topic, dumps(strict(doc)), 0, retain=True, count=False)
+        info = self.client.publish(self.t.status_topic, dumps(strict(doc)), qos=0, retain=True)
+        self.status_infos.append(info)
+
+    @property
+    def delivered(self) -> int:
+        """Events delivered: on_publish calls less those that were status messages."""
+        left = []
+        for info in self.status_infos:
+            if info.is_published():
+                self.status_done += 1
+            else:
+                left.append(info)
+        self.status_infos = left
+        with self._lock:
+            return max(0, self.acked - self.status_done)
 
     @property
     def pending(self) -> int:
-        return max(0, self.sent - self.acked) if self.t.qos else 0
+        return max(0, self.sent - self.delivered) if self.t.qos else 0
 
     def state(self) -> str:
         if self.closed:
             conn = "closed"
         else:
             conn = "connected" if self.connected else ("reconnecting" if self.ever_connected else "connecting")
-        return f"{conn}, sent {self.sent}, queued {self.pending}, dropped {self.dropped}"
+        return f"{conn}, delivered {self.delivered}, queued {self.pending}, dropped {self.dropped}"
 
     def close(self, flush_s: float = 5.0) -> None:
         if self.client is None:
