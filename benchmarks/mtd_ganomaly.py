@@ -26,7 +26,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtd"
 
 
 def evaluate(onnx_path: Path, data: Path, threads: int) -> dict:
-    from edgeano import metrics
+    from edgeano.evaluation import metrics
     from edgeano.data.datasets import load_dataset
     from edgeano.data.images import read_image
     from edgeano.runtime.engine import Engine

@@ -21,7 +21,7 @@ from edgeano.cli.common import backend_option, friendly_errors
 def command(model, data, json_path, plots, backend, batch, runs):
     """Evaluate MODEL on the test images of --data."""
     from edgeano.data.datasets import load_dataset
-    from edgeano.evaluate import evaluate, format_report, public, write_plots
+    from edgeano.evaluation.loop import evaluate, format_report, public, write_plots
     from edgeano.fileio import write_json
     from edgeano.loaders import open_engine
 

@@ -11,6 +11,7 @@ Every 10th image of train/good is held out (never trained on) to set the thresho
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from edgeano import metrics
+from edgeano.evaluation import metrics
 from edgeano.artifact import score_stats
 from edgeano.data.datasets import fingerprint, load_dataset
 from edgeano.data.images import read_images
@@ -40,6 +41,7 @@ HOLDOUT_EVERY = 10  # every 10th good image -> threshold set
 THRESHOLD_FPR = 0.01
 BRIGHTNESS_SPREAD = 0.25  # 5th-95th percentile of image means beyond this -> suggest --contrast standardize
 GRAY_TOLERANCE = 2  # max |B-G|, |G-R| (8-bit levels) for data to count as grayscale
+report = logging.getLogger(__name__)  # results for the CLI to print (library code stays CLI-free)
 COLUMNS = ("epoch", "g", "adv", "con", "enc", "lat", "d", "d_reinits", "val_auroc", "heldout_mean", "seconds")
 
 
@@ -210,10 +212,8 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
               "best_auroc": state["best_auroc"] if validate else None, "elapsed_s": time.time() - t_start,
               "threshold": (meta or read_checkpoint(best)["meta"])["threshold"]}
     if not quiet:
-        from edgeano.cli.common import next_step
-
-        print(f"wrote {run_dir} (best.pt, last.pt, metrics.csv)")
-        next_step(f"edgeano export --model {best}")
+        report.info(f"wrote {run_dir} (best.pt, last.pt, metrics.csv)")
+        report.info(f"next: edgeano export --model {best}")
     return result
 
 
