@@ -67,6 +67,8 @@ CASES = [
          EXIT_USAGE, r"--http-token needs --http", setup=with_clip),
     Case("bad-http-bind", ["run", "--model", "{onnx}", "--source", "clip.avi", "--http", "localhost:99999"],
          2, r"--http 'localhost:99999': expected \[HOST:\]PORT", setup=with_clip),
+    Case("bad-mqtt-url", ["run", "--model", "{onnx}", "--source", "nosuch.mp4", "--mqtt", "mqtt://broker/a/#"],
+         2, r"--mqtt 'mqtt://broker/a/#': give a topic without wildcards"),
     Case("bad-opcua-url", ["run", "--model", "{onnx}", "--source", "clip.avi", "--opcua", "opc.tcp://user@host"],
          2, r"give both user and password", setup=with_clip),
 ]

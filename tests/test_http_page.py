@@ -138,3 +138,11 @@ def test_http_beyond_localhost_needs_the_token(frames, gaussian_onnx, tmp_path):
     finally:
         err = stop(p)
     assert p.returncode == 0, err
+
+
+def test_http_bind_defaults_to_localhost():
+    from edgeano.stream.sinks.http import is_loopback, parse_http_bind
+
+    assert parse_http_bind("8080") == ("127.0.0.1", 8080) and parse_http_bind(":9000") == ("127.0.0.1", 9000)
+    assert parse_http_bind("0.0.0.0:80") == ("0.0.0.0", 80) and parse_http_bind("[::1]:8080") == ("::1", 8080)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")

@@ -126,8 +126,20 @@ def test_mqtts_checks_the_brokers_certificate(frames, gaussian_onnx, tmp_path):
     ("mqtt://broker/a?only=ok", "only must be ng or all"),
     ("mqtt://broker/a?bogus=1", "unknown option"),
 ])
-def test_bad_mqtt_urls_give_one_line_before_anything_opens(url, msg, gaussian_onnx, tmp_path):
-    p = edgeano_run(["--model", gaussian_onnx, "--source", tmp_path / "not-needed.mp4", "--mqtt", url])
-    _, err = p.communicate(timeout=60)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert p.returncode == EXIT_USAGE and len(lines) == 1 and msg in lines[0], err
+def test_bad_mqtt_urls_are_refused_in_one_line(url, msg):
+    from edgeano.errors import EdgeanoError
+    from edgeano.stream.sinks.mqtt import parse_mqtt_url
+
+    with pytest.raises(EdgeanoError) as e:
+        parse_mqtt_url(url)
+    assert e.value.exit_code == EXIT_USAGE and msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mqtt_url_parts():
+    from edgeano.stream.sinks.mqtt import parse_mqtt_url
+
+    t = parse_mqtt_url("mqtts://line%401:p%3Ass@broker.local/factory/line1?qos=0&only=ng&queue=50")
+    assert (t.host, t.port, t.topic, t.qos, t.only_ng, t.tls, t.user, t.password, t.queue) == (
+        "broker.local", 8883, "factory/line1", 0, True, True, "line@1", "p:ss", 50)
+    assert t.status_topic == "factory/line1/status" and "p:ss" not in t.describe()
+    assert parse_mqtt_url("mqtt://10.0.0.2:1884/a").port == 1884
