@@ -206,3 +206,23 @@ def test_watchdog_treats_a_blocked_live_read_as_lost_and_reconnects(gaussian_onn
     idx = [e["frame"] for e in read_events(tmp_path / "ev.jsonl")]
     assert idx == sorted(set(idx))  # frame numbers count on over the restart
     assert took < 60  # a 10 s network read timeout per stall would be slower; the watchdog acted first
+
+
+def test_live_video_is_written_on_the_clock_not_at_the_scoring_rate(tmp_path):
+    """A live source scored at 10 fps into a 30-fps video: each frame fills the time it stood for,
+    so the video lasts as long as the run did (it played 3x fast before)."""
+    from edgeano.stream.sinks.video import VideoSink, count_frames
+
+    sink = VideoSink(tmp_path / "live.avi", fps=30.0, live=True)
+    img = np.full((80, 96, 3), 90, np.uint8)
+    t0 = 1_000_000.0
+    for k in range(10):  # 0.0, 0.1, ... 0.9 s
+        sink.write(Scored(k, t0 + 0.1 * k, img, 0.0, False, 1.0, 1.0), img)
+    sink.write(Scored(10, t0 + 60.0, img, 0.0, False, 1.0, 1.0), img)  # after a minute-long outage: one frame, not 1800
+    sink.close()
+    assert count_frames(tmp_path / "live.avi") == 28 + 1  # 0.9 s at 30 fps + the first frame, then the one after the gap
+    files = VideoSink(tmp_path / "file.avi", fps=30.0, live=False)
+    for k in range(10):
+        files.write(Scored(k, t0 + 0.1 * k, img, 0.0, False, 1.0, 1.0), img)
+    files.close()
+    assert count_frames(tmp_path / "file.avi") == 10  # files: one frame per frame
