@@ -21,7 +21,7 @@ def frames(texture_data):
 
 
 async def read_vars(url: str, names, user=None, password=None, timeout: float = 60.0):
-    """Connect (retrying while the server starts) and read Inspection.<name> for each name."""
+    """Connect (retrying while the server starts) and read each node id (Inspection.<name> when no dot)."""
     from asyncua import Client, ua
 
     deadline = time.time() + timeout
@@ -41,7 +41,7 @@ async def read_vars(url: str, names, user=None, password=None, timeout: float = 
         idx = await client.get_namespace_index("urn:edgeano")
         out = {}
         for n in names:
-            out[n] = await client.get_node(ua.NodeId(f"Inspection.{n}", idx)).read_value()
+            out[n] = await client.get_node(ua.NodeId(n if "." in n else f"Inspection.{n}", idx)).read_value()
         return out
     finally:
         await client.disconnect()
@@ -60,28 +60,35 @@ def finish(p) -> str:
 NAMES = ["Verdict", "Score", "Threshold", "FrameIndex", "Source", "Fps", "OkCount", "NgCount", "LastNgTime", "SourceState"]
 
 
+PER_SOURCE = [f"Source{k}.{n}" for k in (0, 1) for n in ("Verdict", "FrameIndex", "OkCount", "NgCount", "State")]
+
+
 def test_plc_reads_the_verdict_while_a_file_plays(frames, gaussian_onnx, tmp_path):
     folder = write_folder(frames, tmp_path / "frames")
+    second_cam = write_folder(frames[::-1], tmp_path / "frames2")
     with Engine.load(gaussian_onnx) as eng:
         thr = float(np.median(eng.score(frames).scores))
     port = free_port()
-    p = edgeano_run(["--model", gaussian_onnx, "--source", folder, "--headless", "--loop", "--fps", 10, "--max-frames", 400,
-                     "--threshold", thr, "--events", tmp_path / "ev.jsonl", "--opcua", f"opc.tcp://127.0.0.1:{port}"])
+    p = edgeano_run(["--model", gaussian_onnx, "--source", folder, "--source", second_cam, "--headless", "--loop", "--fps", 10,
+                     "--max-frames", 800, "--threshold", thr, "--events", tmp_path / "ev.jsonl", "--opcua", f"opc.tcp://127.0.0.1:{port}"])
     url = f"opc.tcp://127.0.0.1:{port}/edgeano/"
     try:
-        first = asyncio.run(read_vars(url, NAMES))
+        first = asyncio.run(read_vars(url, NAMES + PER_SOURCE))
         time.sleep(1.5)
-        second = asyncio.run(read_vars(url, NAMES))
+        second = asyncio.run(read_vars(url, NAMES + PER_SOURCE))
     finally:
         err = finish(p)
     assert p.returncode == 0, err
     assert second["FrameIndex"] > first["FrameIndex"]  # updated per frame while the file plays
     assert second["OkCount"] + second["NgCount"] > first["OkCount"] + first["NgCount"]
-    assert second["Verdict"] in ("OK", "NG") and second["SourceState"] == "ok" and second["Source"] == str(folder)
+    assert second["Verdict"] in ("OK", "NG") and second["SourceState"] == "ok" and second["Source"] in (str(folder), str(second_cam))
     assert second["Threshold"] == pytest.approx(thr, rel=1e-6) and second["Fps"] > 0
     assert second["NgCount"] > 0 and second["LastNgTime"] is not None
-    events = {e["frame"]: e for e in read_events(tmp_path / "ev.jsonl")}
-    assert second["FrameIndex"] in events  # a frame the loop really scored
+    events = {(e["source"], e["frame"]): e for e in read_events(tmp_path / "ev.jsonl")}
+    assert (second["Source"], second["FrameIndex"]) in events  # a frame the loop really scored
+    for k in (0, 1):  # each source has its own object too
+        assert second[f"Source{k}.FrameIndex"] > first[f"Source{k}.FrameIndex"] and second[f"Source{k}.State"] == "ok"
+        assert second[f"Source{k}.Verdict"] in ("OK", "NG") and second[f"Source{k}.NgCount"] > 0
     assert "opcua: serving" in err and "sink opcua: serving" in err
 
 
