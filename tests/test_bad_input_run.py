@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import threading

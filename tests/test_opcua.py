@@ -109,3 +109,16 @@ def test_user_and_password_are_required_when_given(frames, gaussian_onnx, tmp_pa
     assert p.returncode == 0, err
     assert ok["Verdict"] in ("OK", "NG")
     assert "Bad" in repr(anon.value) or "denied" in repr(anon.value).lower() or "Identity" in repr(anon.value)
+
+
+def test_a_port_already_taken_is_one_line_and_exit_2(frames, gaussian_onnx, tmp_path):
+    import socket
+
+    folder = write_folder(frames, tmp_path / "frames")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        p = edgeano_run(["--model", gaussian_onnx, "--source", folder, "--headless", "--opcua", f"opc.tcp://127.0.0.1:{port}"])
+        _, err = p.communicate(timeout=120)
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 2 and len(errors) == 1 and f"--opcua opc.tcp://127.0.0.1:{port}/edgeano/: the server did not start" in errors[0], err
+    assert "Traceback" not in err

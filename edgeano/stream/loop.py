@@ -168,7 +168,11 @@ class StreamLoop:
 
     def run(self) -> dict:
         ctx = LoopContext(self.run_id, self.names, self.engine.threshold, self.status, self.render, self.mask, self.log)
-        self.sinks.start(ctx)
+        try:
+            self.sinks.start(ctx)
+        except BaseException:
+            self.sinks.close()
+            raise
         self.stats.started = time.perf_counter()  # the fps counts from the first capture, not from sink start-up
         self._start_captures()
         next_print = time.perf_counter() + self.cfg.print_every_s

@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -55,7 +55,6 @@ class LoopContext:
     render: Callable[[Any], Any]  # Scored -> annotated BGR frame (overlay), for sinks that draw lazily
     mask: Callable[[Any], Any]  # Scored -> HxW uint8 mask above the map threshold, or None
     log: Callable[[str], None] = print
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 def describe_os_error(e: OSError) -> str:
@@ -114,6 +113,8 @@ class SinkSet:
                 continue
             try:
                 start(ctx)
+            except EdgeanoError:
+                raise  # a configuration error (a port already taken ...): the run stops before it starts
             except Exception as e:  # noqa: BLE001 - an optional sink that cannot start is counted, not fatal
                 self._failed(s, "start", e)
 

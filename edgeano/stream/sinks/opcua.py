@@ -90,8 +90,8 @@ class OpcUaSink(Sink):
 
     def start(self, ctx) -> None:
         self.ctx = ctx
-        for name in ("asyncua", "asyncua.server", "asyncua.uaprotocol"):
-            logging.getLogger(name).setLevel(logging.ERROR)  # its INFO chatter is not the loop's business
+        # asyncua logs (with tracebacks) what this sink reports itself in one line or in its state
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
         self.thread.start()
         if not self.started.wait(START_TIMEOUT_S):
             raise RuntimeError(f"OPC UA server on {self.t.endpoint} did not start in {START_TIMEOUT_S:.0f} s")
