@@ -225,3 +225,33 @@ def test_live_video_is_written_on_the_clock_not_at_the_scoring_rate(tmp_path):
         files.write(Scored(k, t0 + 0.1 * k, img, 0.0, False, 1.0, 1.0), img)
     files.close()
     assert count_frames(tmp_path / "file.avi") == 10  # files: one frame per frame
+
+
+def test_sink_set_counts_an_optional_sinks_failures_and_survives_its_report():
+    from edgeano.stream.sinks.base import Sink, SinkSet
+
+    class Broken(Sink):
+        name = "broken"
+
+        def write(self, s, annotated):
+            raise OSError("gone")
+
+        def state(self):
+            raise RuntimeError("no report")
+
+    class Required(Sink):
+        name = "events"
+        required = True
+
+        def write(self, s, annotated):
+            raise OSError("disk full")
+
+    logs = []
+    s = Scored(0, 0.0, np.zeros((2, 2, 3), np.uint8), 1.0, False, 2.0, 1.0)
+    guard = SinkSet([Broken()], logs.append)
+    for _ in range(3):
+        guard.write(s, None)
+    assert guard.states()["broken"] == {"state": "state unavailable (RuntimeError)", "failures": 3}
+    assert len(logs) == 1 and "broken write failed (OSError: gone)" in logs[0]  # warned once
+    with pytest.raises(OSError):
+        SinkSet([Required()], logs.append).write(s, None)  # a required sink's failure stops the run

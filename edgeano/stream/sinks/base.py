@@ -137,7 +137,11 @@ class SinkSet:
             name = self.name_of(s)
             while name in out:
                 name += "'"
-            out[name] = {"state": state() if state else "ok", "failures": self.failures[id(s)]}
+            try:
+                text = state() if state else "ok"
+            except Exception as e:  # noqa: BLE001 - a sink's report must not stop the loop either
+                text = f"state unavailable ({type(e).__name__})"
+            out[name] = {"state": text, "failures": self.failures[id(s)]}
         return out
 
     def line(self) -> str:

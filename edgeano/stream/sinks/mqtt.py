@@ -191,10 +191,13 @@ class MqttSink(Sink):
         """Events delivered: on_publish calls less those that were status messages."""
         left = []
         for info in self.status_infos:
-            if info.is_published():
-                self.status_done += 1
-            else:
-                left.append(info)
+            try:
+                if info.is_published():
+                    self.status_done += 1
+                else:
+                    left.append(info)
+            except (RuntimeError, ValueError):
+                pass  # lost with the connection (QoS 0): never written, so on_publish never counted it
         self.status_infos = left
         with self._lock:
             return max(0, self.acked - self.status_done)
