@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.runtime.engine import Engine
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -40,8 +40,18 @@ def is_checkpoint(path: Path) -> bool:
     return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
-def open_engine(model: str, backend: str = "auto", threshold: Optional[float] = None, runs: str = "runs", **kw) -> Engine:
-    """Any MODEL -> Engine. Only a checkpoint imports torch (and needs edgeano[train])."""
+def open_engine(model: str, backend: str = "auto", threshold: Optional[float] = None, runs: str = "runs",
+                server: Optional[str] = None, **kw) -> Engine:
+    """Any MODEL -> Engine. Only a checkpoint imports torch (and needs edgeano[train]). With `server`
+    (a Triton server's URL), MODEL is the served model's name and nothing local is opened."""
+    if server:
+        from edgeano.runtime.triton import model_url
+
+        if kw:
+            raise EdgeanoError(f"--{next(iter(kw))} tunes a local runner; with --server the server runs the model")
+        return Engine.load(model_url(server, model), backend=backend, threshold=threshold)
+    if backend == "triton":
+        raise EdgeanoError("--backend triton scores through a server: add --server URL (e.g. --server http://localhost:8000)", EXIT_USAGE)
     path = resolve_model(model, runs)
     if is_checkpoint(path):
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import backend_option, friendly_errors, server_option
 
 
 @click.command("bench")
@@ -14,11 +14,12 @@ from edgeano.cli.common import backend_option, friendly_errors
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / PyTorch (default: library's own).")
 @backend_option
+@server_option
 @click.option("--data", type=click.Path(), default=None, help="Take the input images from here (default: bundled texture photo).")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the results as JSON.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path())
 @friendly_errors
-def command(model, iters, warmup, batch, threads, backend, data, json_path, runs):
+def command(model, iters, warmup, batch, threads, backend, server, data, json_path, runs):
     """Time MODEL: preprocessing and inference, engine only."""
     from edgeano.bench import bench, format_bench
     from edgeano.errors import EdgeanoError
@@ -28,6 +29,8 @@ def command(model, iters, warmup, batch, threads, backend, data, json_path, runs
     if iters < 1 or batch < 1 or warmup < 0:
         raise EdgeanoError("--iters and --batch must be >= 1, --warmup >= 0")
     kw = {}
+    if threads and server:
+        raise EdgeanoError("--threads tunes a local runner; with --server the server runs the model (edgeano serve --threads)")
     if threads:
         if is_checkpoint(resolve_model(model, runs)):
             import torch
@@ -35,7 +38,7 @@ def command(model, iters, warmup, batch, threads, backend, data, json_path, runs
             torch.set_num_threads(threads)
         else:
             kw["threads"] = threads
-    with open_engine(model, backend=backend, runs=runs, **kw) as engine:
+    with open_engine(model, backend=backend, runs=runs, server=server, **kw) as engine:
         res = bench(engine, iters=iters, warmup=warmup, batch=batch, data=data)
     res["threads"] = threads
     click.echo(format_bench(res))

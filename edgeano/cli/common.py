@@ -13,12 +13,19 @@ from edgeano.errors import EdgeanoError
 
 # --backend choices; edgeano.runtime.engine.BACKENDS is the source (a literal here keeps `--help`
 # from importing numpy and OpenCV; a test pins that the two agree).
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "triton")
 
 
 def backend_option(fn):
     return click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                        help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime.")(fn)
+                        help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime; "
+                             "triton (or --server) = through a Triton server.")(fn)
+
+
+def server_option(fn):
+    return click.option("--server", default=None, metavar="URL",
+                        help="Score through a Triton server (http://HOST:8000 or grpc://HOST:8001, e.g. `edgeano serve`); "
+                             "--model is then the served model's name and no local file is needed.")(fn)
 
 
 class _EchoHandler(logging.Handler):

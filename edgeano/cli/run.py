@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import backend_option, friendly_errors, server_option
 
 
 def log(msg: str) -> None:
@@ -44,6 +44,7 @@ def log(msg: str) -> None:
 @click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames (all sources together).")
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
 @backend_option
+@server_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
 @click.option("--stall-timeout", type=float, default=10.0, show_default=True,
@@ -51,7 +52,8 @@ def log(msg: str) -> None:
 @click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
-            mqtt, opcua, http, http_token, threshold, roi, max_frames, loop_, backend, reconnect_tries, stall_timeout, print_every):
+            mqtt, opcua, http, http_token, threshold, roi, max_frames, loop_, backend, server, reconnect_tries, stall_timeout,
+            print_every):
     """Score every frame from cameras, streams, video files or image folders.
 
     \b
@@ -69,6 +71,6 @@ def command(model, camera, source, width, height, fps, headless, save_video, eve
     opts = RunOptions(model=model, sources=list(source), cameras=list(camera), width=width, height=height, fps=fps,
                       headless=headless, save_video=save_video, events=events, events_only_anomalies=events_only_anomalies,
                       save_anomalies=save_anomalies, threshold=threshold, roi=parse_roi(roi), max_frames=max_frames, loop=loop_,
-                      backend=backend, reconnect_tries=reconnect_tries, print_every=print_every, stall_timeout=stall_timeout,
+                      backend=backend, server=server, reconnect_tries=reconnect_tries, print_every=print_every, stall_timeout=stall_timeout,
                       mqtt=mqtt, opcua=opcua, http=http, http_token=http_token)
     sys.exit(run_stream(opts, log))

@@ -14,6 +14,7 @@ from edgeano.compare import TOLERANCES
 from edgeano.data.datasets import good_frames
 from edgeano.data.synthetic import texture_frames
 from edgeano.errors import EdgeanoError
+from edgeano.export.formats import check_format, write_format
 from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.golden import N_IMAGES, golden_name, write_golden
 from edgeano.loaders import is_checkpoint, resolve_model
@@ -75,11 +76,15 @@ def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
 
 
 def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], fp16: bool, int8: bool,
-               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True) -> Dict[str, Path]:
+               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True,
+               fmt: str = "onnx", name: Optional[str] = None, max_batch: Optional[int] = None) -> Dict[str, Path]:
     # validate every flag before any work (fail fast, Ultralytics-style)
     ckpt_path = resolve_model(model, runs)
     if not is_checkpoint(ckpt_path):
         raise EdgeanoError(f"export needs a PyTorch checkpoint (.pt), got {ckpt_path}; for an existing ONNX use `edgeano calibrate` or `edgeano build`")
+    fmt_dir = check_format(fmt, out, ckpt_path, name, max_batch)
+    if fmt_dir is not None:  # --out is the format's folder; the ONNX goes beside the checkpoint, batch dynamic
+        out, dynamic_batch = None, True
     if int8 and not data:
         raise EdgeanoError("--int8 needs --data DIR with normal images to calibrate on (e.g. the training folder)")
     if data and not Path(data).is_dir():
@@ -128,4 +133,6 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
         outputs["int8"] = p8
     if build:
         maybe_build_engines({k: v for k, v in outputs.items() if k != "fp32" or len(outputs) == 1})
+    if fmt_dir is not None:
+        outputs[fmt] = write_format(fmt, fmt_dir, outputs, name, max_batch)
     return outputs

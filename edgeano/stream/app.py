@@ -36,6 +36,7 @@ class RunOptions:
     max_frames: Optional[int] = None
     loop: bool = False
     backend: str = "auto"
+    server: Optional[str] = None  # a Triton server's URL: MODEL is then the served model's name
     reconnect_tries: int = 10
     print_every: float = 5.0
     stall_timeout: float = 10.0
@@ -43,7 +44,7 @@ class RunOptions:
     opcua: Optional[str] = None
     http: Optional[str] = None
     http_token: Optional[str] = None
-    open_engine: Optional[Callable] = None  # (model, backend, threshold) -> Engine; default edgeano.loaders.open_engine
+    open_engine: Optional[Callable] = None  # (model, backend=, threshold=, server=) -> Engine; default edgeano.loaders.open_engine
 
 
 def parse_roi(text: Optional[str]) -> Optional[Roi]:
@@ -176,7 +177,7 @@ def run_stream(o: RunOptions, log: Callable[[str], None]) -> int:
         from edgeano.loaders import open_engine as opener
     else:
         opener = o.open_engine
-    engine = opener(o.model, backend=o.backend, threshold=o.threshold)
+    engine = opener(o.model, backend=o.backend, threshold=o.threshold, server=o.server)
     quiet_opencv()
     sources, sinks = [], []
     try:
