@@ -179,7 +179,7 @@ NO_RUN = "runs/*/*"  # no run folder left behind
 
 CASES = [
     # -- exit codes: usage 2, source 3, output 4 -------------------------------------------------------
-    Case("run-two-sources", ["run", "--model", "{onnx}", "--camera", "0", "--source", "clip.mp4"], USAGE, r"exactly one of --camera"),
+    Case("run-missing-second-source", ["run", "--model", "{onnx}", "--camera", "0", "--source", "clip.mp4"], SOURCE, r"source not found: clip\.mp4"),
     Case("bench-missing-model", ["bench", "--model", "nosuch.onnx"], USAGE, r"model file not found: nosuch\.onnx"),
     Case("run-source-missing", ["run", "--model", "{onnx}", "--source", "nosuch.mp4", "--headless"], SOURCE, r"source not found: nosuch\.mp4"),
     Case("usage-error-one-line", ["bench", "--model", "{onnx}", "--iters", "abc"], USAGE, r"--iters"),

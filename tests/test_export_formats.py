@@ -169,7 +169,7 @@ def load_app():
 
 
 def test_deepstream_app_imports_without_pyds_and_writes_edgeanos_events(tmp_path):
-    """The app's events have exactly the keys of `edgeano run --events` (the real EventsSink) plus the source."""
+    """The app's events are in the schema `edgeano run --events` writes (the real EventsSink), field for field."""
     import time
 
     from edgeano.stream.sinks import EventsSink, Scored
@@ -182,12 +182,12 @@ def test_deepstream_app_imports_without_pyds_and_writes_edgeanos_events(tmp_path
     assert app.pyds is None
     sink_path = tmp_path / "sink.jsonl"
     sink = EventsSink(sink_path, run_id="r")
-    sink.write(Scored(3, time.time(), np.zeros((4, 4, 3), np.uint8), 2.5, True, 2.0, 7.0), None)
+    sink.write(Scored(3, time.time(), np.zeros((4, 4, 3), np.uint8), 2.5, True, 2.0, 7.0, source="rtsp://cam2/s", seq=5), None)
     sink.close()
     ours = json.loads(sink_path.read_text())
-    rec = app.event_record("r", 1, 3, ours["timestamp"], 2.5, 2.0, 7.0)
-    assert set(rec) == set(ours) | {"source"}
-    assert {k: rec[k] for k in ours} == ours
+    rec = app.event_record("r", "rtsp://cam2/s", 3, ours["timestamp"], 2.5, 2.0, 7.0, seq=5)
+    assert rec == ours
+    assert app.event_record("r", "x", 0, 0.0, float("nan"), 2.0, 1.0)["score"] is None  # strict JSON
     w = app.EventsWriter(tmp_path / "app.jsonl")
     w.write(rec)
     w.close()

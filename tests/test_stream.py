@@ -181,7 +181,6 @@ def test_missing_file_source_exits_3(gaussian_onnx, tmp_path):
     (["--roi", "1,2,3"], "--roi"),
     (["--roi", "a,b,c,d"], "--roi"),
     (["--roi", "0,0,4,4"], "--roi"),
-    (["--camera", "0"], "exactly one of"),  # with --source as well
     (["--events-only-anomalies"], "--events-only-anomalies needs --events"),
     (["--save-video", "out.txt"], "--save-video"),
     (["--loop", "--source", "rtsp://127.0.0.1:9/x"], "--loop"),

@@ -7,8 +7,8 @@
 
 Pipeline: uridecodebin (one per --source) -> nvvideoconvert -> nvstreammux -> nvinfer -> fakesink.
 nvinfer runs the graph (network-type=100, output-tensor-meta=1); a probe on its src pad reads the
-raw `score` tensor of every frame and writes edgeano's events, one JSON line per frame, with the
-keys `edgeano run --events` writes plus `source` (the --source index). The threshold comes from
+raw `score` tensor of every frame and writes edgeano's events, one JSON line per frame, in the
+schema `edgeano run --events` writes (docs/events.md; `source` is the --source URI). The threshold comes from
 edgeano.json beside the config. Needs DeepStream 6.x/7.x and its Python bindings (pyds); Python 3.8+.
 Importing this file needs neither (CI checks it without DeepStream).
 """
@@ -50,11 +50,19 @@ def load_meta(config_path):
     return meta
 
 
-def event_record(run, source, frame, timestamp, score, threshold, latency_ms):
-    """One events line: the keys of edgeano.stream.sinks.EventsSink, plus the source index."""
-    return {"run": run, "source": source, "frame": int(frame), "timestamp": round(float(timestamp), 3),
-            "score": round(float(score), 6), "label": "NG" if score >= threshold else "OK",
-            "threshold": round(float(threshold), 6), "latency_ms": round(float(latency_ms), 2)}
+EVENTS_SCHEMA = 1  # edgeano/stream/events.py: the schema `edgeano run` writes
+
+
+def _finite(v, digits):
+    v = float(v)
+    return round(v, digits) if v == v and v not in (float("inf"), float("-inf")) else None  # strict JSON: null, never NaN
+
+
+def event_record(run, source, frame, timestamp, score, threshold, latency_ms, seq=0):
+    """One events line in edgeano's events schema (docs/events.md)."""
+    return {"schema": EVENTS_SCHEMA, "run": run, "seq": int(seq), "source": source, "frame": int(frame),
+            "timestamp": round(float(timestamp), 3), "score": _finite(score, 6), "label": "NG" if score >= threshold else "OK",
+            "threshold": _finite(threshold, 6), "latency_ms": _finite(latency_ms, 2)}
 
 
 class EventsWriter:
@@ -67,7 +75,7 @@ class EventsWriter:
     def write(self, rec):
         if self.f is None or (self.only_anomalies and rec["label"] != "NG"):
             return
-        self.f.write(json.dumps(rec) + "\n")
+        self.f.write(json.dumps(rec, allow_nan=False, separators=(",", ":")) + "\n")
         self.lines += 1
         if rec["label"] == "NG" or time.monotonic() - self.last_flush >= 1.0:
             self.f.flush()
@@ -108,8 +116,8 @@ def make_probe(state):
             score = frame_score(fm)
             if score is not None:
                 ts = fm.ntp_timestamp / 1e9 if fm.ntp_timestamp else now
-                rec = event_record(state["run"], int(fm.pad_index), fm.frame_num, ts, score,
-                                   state["threshold"], max(0.0, (now - ts) * 1e3))
+                rec = event_record(state["run"], state["sources"][int(fm.pad_index)], fm.frame_num, ts, score,
+                                   state["threshold"], max(0.0, (now - ts) * 1e3), seq=state["frames"])
                 state["events"].write(rec)
                 state["frames"] += 1
                 state["ng"] += rec["label"] == "NG"
@@ -153,7 +161,7 @@ def main(argv=None):
     Gst.init(None)
     pipeline = Gst.parse_launch(pipeline_description(args.config, args.source, args.width, args.height))
     state = {"run": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "threshold": float(meta["threshold"]["value"]),
-             "events": EventsWriter(args.events, args.events_only_anomalies), "frames": 0, "ng": 0}
+             "events": EventsWriter(args.events, args.events_only_anomalies), "frames": 0, "ng": 0, "sources": list(args.source)}
     pipeline.get_by_name("infer").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, make_probe(state), None)
     loop, code = GLib.MainLoop(), [0]
 
