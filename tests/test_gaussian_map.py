@@ -14,7 +14,7 @@ from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
 from edgeano.errors import EdgeanoError
 from edgeano.evaluation.metrics import pixel_auroc
-from edgeano.evaluation.plots import heat_tile, map_scale
+from edgeano.evaluation.plots import heat_tile, map_colours
 from edgeano.evaluation.synthetic import resize_mask
 from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
 from edgeano.models.patch_map import bilinear_matrix, blur_matrix, greedy_coreset
@@ -91,20 +91,34 @@ def test_plain_rippel_model_and_a_deterministic_estimate(texture_data):
 
 
 def test_map_metadata_is_validated():
-    meta = {"schema": 1, "model": "gaussian", "input": {"size": [8, 8]}, "outputs": ["score"], "threshold": {"value": 1.0}}
-    validate(dict(meta, map={"unit": 1.5, "threshold": 2.0, "method": "p99.9"}))
+    from edgeano.artifact import make_metadata
+    from edgeano.data.preprocess import Preprocess
+    from edgeano.stream.maps import MapScale
+
+    meta = make_metadata("gaussian", Preprocess(size=(8, 8)), ["score", "anomaly_map"], {"value": 1.0})
+    good = {"unit": 1.5, "threshold": 2.0, "method": "p99.9", "p50": 0.1, "n_images": 4}
+    validate(dict(meta, map=good))
+    assert MapScale.from_meta(dict(meta, map=good)) == MapScale(1.5, 2.0, "p99.9")  # the camera loop reads the same section
     for bad in ({"unit": 0, "threshold": 2.0, "method": "m"}, {"unit": 1.0, "threshold": float("nan"), "method": "m"},
-                {"unit": 1.0, "threshold": 2.0}, "1.5"):
-        with pytest.raises(EdgeanoError, match="map"):
-            validate(dict(meta, map=bad))
+                {"unit": 1.0, "threshold": -1.0, "method": "m"}, {"unit": 1.0, "threshold": 2.0},
+                {"unit": 1.0, "threshold": 2.0, "method": "m", "p50": [1]}, "1.5"):
+        for check in (lambda m: validate(m), lambda m: MapScale.from_meta(m)):
+            with pytest.raises(EdgeanoError, match="map"):
+                check(dict(meta, map=bad))
 
 
-def test_overlay_colours_use_the_artifact_units():
-    lo, hi, source = map_scale({"unit": 1.0, "threshold": 3.0, "method": "m"}, None)
-    assert (lo, hi) == (0.0, 3.0) and "artifact" in source
+def test_eval_overlay_colours_are_the_camera_overlays_in_the_artifact_units():
+    from edgeano.stream.maps import MapScale
+    from edgeano.stream.overlay import colorize
+
+    units = {"unit": 1.0, "threshold": 3.0, "method": "m"}
+    levels, caption = map_colours(units, np.full((2, 16, 16), 50.0))  # good maps ignored: the artifact's units win
+    assert "artifact" in caption
     img = np.full((16, 16, 3), 128, np.uint8)
-    cold = heat_tile(img, np.zeros((16, 16), np.float32), lo, hi, alpha=1.0)
-    hot = heat_tile(img, np.full((16, 16), 3.0, np.float32), lo, hi, alpha=1.0)
+    ramp = np.linspace(0, 4, 256, dtype=np.float32).reshape(16, 16)
+    np.testing.assert_array_equal(heat_tile(img, ramp, levels, alpha=1.0), colorize(ramp, MapScale.from_meta({"map": units})))
+    cold = heat_tile(img, np.zeros((16, 16), np.float32), levels, alpha=1.0)
+    hot = heat_tile(img, np.full((16, 16), 3.0, np.float32), levels, alpha=1.0)
     assert cold[8, 8, 0] > cold[8, 8, 2] and hot[8, 8, 2] > hot[8, 8, 0]  # BGR: blue at 0, red at the map threshold
 
 

@@ -7,27 +7,33 @@ from pathlib import Path
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import (COUNT, Threads, backend_option, friendly_errors, output_dir, output_file, precision_option,
+                                runner_options, server_option)
 
 
 @click.command("eval")
 @click.option("--model", "model", required=True, help="Checkpoint (.pt), .onnx, .engine, or a model name (newest runs/<name>/*/weights/best.pt).")
 @click.option("--data", required=True, type=click.Path(), help="MVTec AD layout folder with test/good and test/<defect>.")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the metrics as JSON here.")
-@click.option("--plots", "plots", type=click.Path(), default=None, help="Folder for the ROC curve, score histogram and (models with a map) heatmap-overlay grid PNGs.")
+@click.option("--json", "json_path", type=click.Path(), default=None, callback=output_file(), help="Also write the metrics as JSON here.")
+@click.option("--plots", "plots", type=click.Path(), default=None, callback=output_dir,
+              help="Folder for the ROC curve, score histogram and (models with a map) heatmap-overlay grid PNGs.")
 @backend_option
-@click.option("--batch", type=int, default=16, show_default=True)
+@precision_option
+@server_option
+@click.option("--threads", type=Threads(), default=None, help="CPU threads for ONNX Runtime / OpenVINO (default: library's own).")
+@click.option("--batch", type=COUNT, default=16, show_default=True)
 @click.option("--runs", default="runs", show_default=True, type=click.Path(), help="Runs folder for model names.")
 @friendly_errors
-def command(model, data, json_path, plots, backend, batch, runs):
+def command(model, data, json_path, plots, backend, precision, server, threads, batch, runs):
     """Evaluate MODEL on the test images of --data."""
     from edgeano.data.datasets import load_dataset
     from edgeano.evaluation.loop import evaluate, format_report, public, write_plots
     from edgeano.fileio import write_json
     from edgeano.loaders import open_engine
 
+    kw = runner_options(backend, precision, threads)
     ds = load_dataset(data, need_test=True)
-    with open_engine(model, backend=backend, runs=runs) as engine:
+    with open_engine(model, backend=backend, runs=runs, server=server, **kw) as engine:
         res = evaluate(engine, ds, batch=batch)
         map_meta = engine.meta.get("map")
     click.echo(format_report(res))

@@ -129,7 +129,8 @@ class PatchMap(nn.Module):
 
     def distances(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, D, gh, gw) -> (N, gh, gw): squared distance of each patch to its nearest memory patch."""
-        p = patches.flatten(2).transpose(1, 2) - self.center  # (N, P, D), centred like the memory
+        # a constant target shape (not flatten's Shape-computed one): ONNX shape inference then knows every dim
+        p = patches.reshape(-1, self.dim, self.grid[0] * self.grid[1]).transpose(1, 2) - self.center  # (N, P, D), centred
         d2 = (p * p).sum(-1, keepdim=True) - 2.0 * (p @ self.memory.T) + self.memory_sq  # (N, P, M)
         return d2.amin(-1).clamp_min(0.0).reshape(-1, *self.grid)
 
