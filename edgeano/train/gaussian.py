@@ -274,6 +274,12 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     ds = load_dataset(data)
     if not ds.train:
         raise EdgeanoError(f"no training images in {data} (expected train/good/ or images in the folder)")
+    # before the fit: a taken --name must fail in a second, not after minutes (a folder left without a
+    # checkpoint by a failed fit is reused by the next run of that name, see runs.new_run_dir)
+    try:
+        run_dir = new_run_dir(out, "gaussian", name)
+    except FileExistsError as e:
+        raise EdgeanoError(f"run folder {e} already exists and is not empty; pick another --name")
     report.info(ds.summary())
     base = Preprocess(size=(img_size, img_size), contrast=contrast)  # make_preprocess sets the backbone's mean/std
     gmodel, meta = fit_gaussian(ds.train, base, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device,
@@ -282,10 +288,6 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
         report.warning(f"skipped {meta['n_skipped']} unreadable training image(s)")
     meta["train_fingerprint"] = fingerprint(ds.train)
 
-    try:
-        run_dir = new_run_dir(out, "gaussian", name)
-    except FileExistsError as e:
-        raise EdgeanoError(f"run folder {e} already exists and is not empty; pick another --name")
     log = run_logger(run_dir)
     log.info("data %s", ds.summary())
     log.info("backbone %s weights %s levels %s size %d", backbone, meta["backbone_weights"], meta["levels"], img_size)
