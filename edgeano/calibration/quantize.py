@@ -10,7 +10,8 @@ runs. The form TensorRT accepts everywhere, and how we get it from quantize_stat
   itself from the Q scale; 10.x/11 accept this form too;
 - float biases (QuantizeBias=False): TensorRT has no INT32 DequantizeLinear;
 - one Q/DQ pair per consumer (DedicatedQDQPair), the layout NVIDIA's own QAT exports have;
-- the scoring head stays float (see graph.py), and `tensorrt_problems` checks the result;
+- the scoring head and the input layer (Normalize, contrast step) stay float (see graph.py), and
+  `tensorrt_problems` checks the result;
 - the systematic INT8 shift of the tensors entering the head is measured on the calibration
   images and added back in float (bias.py): anomaly scores are distances, and a constant
   shift of the features moves every one of them;
@@ -29,8 +30,8 @@ from typing import Dict, Optional
 
 from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
 from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
-from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, name_nodes,
-                                      qdq_summary, tensorrt_problems, unquantize_head_inputs)
+from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, input_layer_nodes,
+                                      name_nodes, qdq_summary, tensorrt_problems, unquantize_head_inputs)
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
 from edgeano.calibration.report import build_report, print_report
 from edgeano.data.datasets import load_dataset
@@ -109,7 +110,8 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         model = onnx.load(str(pre))
         name_nodes(model)
         head = head_nodes(model)
-        stem = high_resolution_nodes(model, float_stride)  # mixed precision, see FLOAT_STRIDE
+        stem = input_layer_nodes(model)  # see graph.py: the image the head compares with stays exact
+        stem += [n for n in high_resolution_nodes(model, float_stride) if n not in stem]  # mixed precision, see FLOAT_STRIDE
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
