@@ -17,16 +17,31 @@ from edgeano.cli.common import backend_option, friendly_errors
 @backend_option
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--runs", default="runs", show_default=True, type=click.Path(), help="Runs folder for model names.")
+@click.option("--latent-search", "search_steps", type=int, default=0, metavar="STEPS",
+              help="AnoGAN checkpoints: score with the paper's latent search (STEPS Adam steps on z per image, 500 in "
+                   "the paper) instead of the single-pass encoder; PyTorch, about STEPS times slower.")
 @friendly_errors
-def command(model, data, json_path, plots, backend, batch, runs):
+def command(model, data, json_path, plots, backend, batch, runs, search_steps):
     """Evaluate MODEL on the test images of --data."""
     from edgeano.data.datasets import load_dataset
+    from edgeano.errors import EdgeanoError
     from edgeano.evaluate import evaluate, format_report, public, write_plots
     from edgeano.fileio import write_json
     from edgeano.loaders import open_engine
 
     ds = load_dataset(data, need_test=True)
-    with open_engine(model, backend=backend, runs=runs) as engine:
+    if search_steps:
+        from edgeano.loaders import is_checkpoint, resolve_model
+
+        path = resolve_model(model, runs)
+        if not is_checkpoint(path):
+            raise EdgeanoError(f"--latent-search runs in PyTorch and needs the AnoGAN checkpoint (.pt), got {path}")
+        from edgeano.models.runner import latent_search_engine
+
+        engine = latent_search_engine(path, data, search_steps)
+    else:
+        engine = open_engine(model, backend=backend, runs=runs)
+    with engine:
         res = evaluate(engine, ds, batch=batch)
     click.echo(format_report(res))
     if json_path:

@@ -6,7 +6,9 @@ import click
 
 from edgeano.cli.common import friendly_errors
 
-MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
+# edgeano.train.TRAINERS is the source (a literal keeps `--help` from importing the trainers; a test pins them)
+MODELS = ("gaussian", "ganomaly", "skip-ganomaly", "anogan", "egbad", "ae", "vae", "rvae", "oe-sdn")
+LOOP_ONLY = ("channels", "nz", "width", "loss", "blocks")  # settings of the learned models, not of the Gaussian one
 
 
 @click.command("train")
@@ -15,17 +17,20 @@ MODELS = ("gaussian", "ganomaly", "skip-ganomaly")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True,
               type=click.Choice(["efficientnet-lite0", "efficientnet-b0"]), help="Gaussian model: feature extractor.")
 @click.option("--weights", type=click.Path(), default=None, help="Backbone ImageNet weights (.pth); B0 needs a torchvision or lukemelas file.")
-@click.option("--img-size", type=int, default=None, help="Input size (square). Default: 224 gaussian, 128 GANomaly.")
-@click.option("--epochs", type=int, default=None, help="GANomaly family: epochs.")
+@click.option("--img-size", type=int, default=None, help="Input size (square). Default: 224 gaussian, 32 the learned models (a CPU budget).")
+@click.option("--epochs", type=int, default=None, help="Learned models: epochs (default per model, printed at the start).")
 @click.option("--batch", type=int, default=None, help="Batch size.")
-@click.option("--lr", type=float, default=None, help="GANomaly family: Adam learning rate (default 2e-4).")
-@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="GANomaly family: image channels (default: 1 for gray data, else 3).")
-@click.option("--nz", type=int, default=None, help="GANomaly family: latent size (default 100).")
-@click.option("--width", type=int, default=None, help="GANomaly family: base conv width (default 64, as in the papers).")
-@click.option("--contrast", type=click.Choice(["none", "standardize"]), default=None,
-              help="Per-image contrast normalisation inside the graph, for parts under varying exposure (default none).")
+@click.option("--lr", type=float, default=None, help="Learned models: Adam learning rate (default per model: 2e-4 GANs, 1e-3 autoencoders).")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Learned models: image channels (default: 1 for gray data, else 3).")
+@click.option("--nz", type=int, default=None, help="Learned models: latent size (default 100).")
+@click.option("--width", type=int, default=None, help="Learned models: base conv width (default 64; rvae 32).")
+@click.option("--loss", type=click.Choice(["l2", "ssim"]), default=None, help="ae, vae, rvae: reconstruction loss and map (default l2).")
+@click.option("--blocks", type=int, default=None, help="rvae: residual blocks per scale (its depth; default 1).")
+@click.option("--contrast", type=click.Choice(["auto", "none", "standardize"]), default=None,
+              help="Per-image contrast normalisation inside the graph, for parts under varying exposure. Default: "
+                   "none for gaussian; auto for the learned models (standardize when the good images' exposure varies).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--resume", is_flag=True, help="GANomaly family: continue the named run from last.pt.")
+@click.option("--resume", is_flag=True, help="Learned models: continue the named run from last.pt.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(), help="Runs folder.")
 @click.option("--name", default=None, help="Run name (default: exp, exp2, ...).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -35,11 +40,13 @@ def command(model, **opts):
     from edgeano.errors import EdgeanoError
     from edgeano.train import run_training
 
-    gan_only = {k: v for k, v in opts.items() if k in ("channels", "nz", "width") and v is not None}
-    if model == "gaussian" and gan_only:
-        raise EdgeanoError(f"--{', --'.join(gan_only)}: GANomaly-family options; the Gaussian model has no such setting")
+    loop_only = {k: v for k, v in opts.items() if k in LOOP_ONLY and v is not None}
+    if model == "gaussian" and loop_only:
+        raise EdgeanoError(f"--{', --'.join(loop_only)}: options of the learned models; the Gaussian model has no such setting")
+    if model == "gaussian" and opts["contrast"] == "auto":
+        raise EdgeanoError("--contrast auto is for the learned models; the Gaussian model takes none or standardize")
     if model == "gaussian":
-        for k in ("channels", "nz", "width"):
+        for k in LOOP_ONLY:
             opts.pop(k)
     elif opts["channels"] is not None:
         opts["channels"] = int(opts["channels"])

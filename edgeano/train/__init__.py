@@ -6,7 +6,9 @@ import importlib
 
 from edgeano.errors import EdgeanoError
 
-TRAINERS = {"gaussian": "edgeano.train.gaussian", "ganomaly": "edgeano.train.ganomaly", "skip-ganomaly": "edgeano.train.ganomaly"}
+# every learned model but the Gaussian one trains in edgeano.train.loop (its RECIPES table)
+LOOP_MODELS = ("ganomaly", "skip-ganomaly", "anogan", "egbad", "ae", "vae", "rvae", "oe-sdn")
+TRAINERS = {"gaussian": "edgeano.train.gaussian", **{m: "edgeano.train.loop" for m in LOOP_MODELS}}
 
 
 def run_training(model: str, **opts):

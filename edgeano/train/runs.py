@@ -1,14 +1,14 @@
-"""The runs/ folder: runs/<model>/<name>/{weights/, config.json, train.log, ...}."""
+"""The runs/ folder: runs/<model>/<name>/{weights/, config.json, train.log, metrics.csv}."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
 
 from edgeano.data.preprocess import CONTRASTS
 from edgeano.errors import EdgeanoError
-from edgeano.fileio import write_json
+from edgeano.fileio import write_json, write_text
 
 
 def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = False) -> Path:
@@ -53,3 +53,31 @@ def contrast_option(contrast: Optional[str]) -> str:
     if contrast not in CONTRASTS:
         raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     return contrast
+
+
+def resume_dir(out, model: str, name: Optional[str]) -> Path:
+    """The run --resume continues: runs/<model>/<name>, or the newest with weights/last.pt."""
+    base = Path(out) / model
+    if name:
+        d = base / name
+    else:
+        found = sorted(base.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise EdgeanoError(f"--resume: no {model} run with weights/last.pt under {base}")
+        d = found[-1].parent.parent
+    if not (d / "weights" / "last.pt").is_file():
+        raise EdgeanoError(f"--resume: {d / 'weights' / 'last.pt'} not found; train without --resume first")
+    return d
+
+
+def write_metrics(path: Path, rows: List[Dict], first: Sequence[str] = ("epoch", "phase")) -> None:
+    """metrics.csv: one row per epoch; columns in order of first appearance (models log different losses)."""
+    cols: List[str] = list(first)
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    lines = [",".join(cols)] + [",".join(fmt(r.get(c)) for c in cols) for r in rows]
+    write_text(path, "\n".join(lines) + "\n")
