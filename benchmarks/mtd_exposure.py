@@ -20,7 +20,7 @@ import numpy as np
 
 sys.modules.setdefault("torch", None)  # numpy only
 
-from edgeano import metrics  # noqa: E402
+from edgeano.evaluation import metrics  # noqa: E402
 from edgeano.data.datasets import load_dataset  # noqa: E402
 from edgeano.data.images import read_images  # noqa: E402
 from edgeano.data.preprocess import CONTRASTS, Preprocess, split_every  # noqa: E402

@@ -28,7 +28,7 @@ import torch
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
 from edgeano.data.preprocess import CONTRASTS, Preprocess, split_every
-from edgeano.metrics import auroc, f1_max, roc_curve
+from edgeano.evaluation.metrics import auroc, f1_max, roc_curve
 from edgeano.models.gaussian import DEFAULT_LEVELS, DEFAULT_POOL, POOLS, GaussianAD, ledoit_wolf, precision_factor
 from edgeano.train.gaussian import DEFAULT_SIZE, HOLDOUT_EVERY, extract_features, fit_gaussian, make_preprocess
 

@@ -57,7 +57,7 @@ def masks_at(items, size_hw):
 
 
 def evaluate(engine, frames, items, batch: int = 32) -> dict:
-    from edgeano.metrics import auroc, f1_max
+    from edgeano.evaluation.metrics import auroc, f1_max
 
     scores, maps = [], []
     for i in range(0, len(frames), batch):
@@ -109,7 +109,7 @@ def epoch_curve(run_dir: Path) -> dict:
 
 def latent_search_eval(ckpt: Path, frames, items, steps: int, threads: int) -> dict:
     """AnoGAN's own scoring (Γ Adam steps on z per image) through the PyTorch runner: AUROC and speed."""
-    from edgeano.metrics import auroc
+    from edgeano.evaluation.metrics import auroc
     from edgeano.models.anogan import LatentSearch
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
     from edgeano.models.runner import TorchRunner

@@ -32,7 +32,7 @@ from edgeano.calibration.reader import calibration_paths, load_frames  # noqa: E
 from edgeano.calibration.report import score_frames  # noqa: E402
 from edgeano.data.datasets import load_dataset  # noqa: E402
 from edgeano.fileio import write_json  # noqa: E402
-from edgeano.metrics import auroc, rank_correlation  # noqa: E402
+from edgeano.evaluation.metrics import auroc, rank_correlation  # noqa: E402
 from edgeano.runtime.engine import Engine  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtd"

@@ -1,23 +1,24 @@
 """`edgeano demo`: the whole slice offline on the bundled default data, by the same functions
 the commands call: make data -> train Gaussian (Lite0) -> eval PyTorch -> export ONNX (+ parity)
--> eval ONNX Runtime -> bench both -> plots. Prints a summary and where everything is."""
+-> eval ONNX Runtime -> bench both -> plots. Returns the summary (`edgeano demo` prints it)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Dict
 
-import click
-
 from edgeano.data.synthetic import make_texture_dataset
 from edgeano.fileio import write_json
+
+report = logging.getLogger(__name__)  # progress and the summary; the CLI prints them
 
 
 def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict:
     from edgeano.bench import bench
     from edgeano.data.datasets import load_dataset
-    from edgeano.evaluate import evaluate, public, write_plots
+    from edgeano.evaluation.loop import evaluate, public, write_plots
     from edgeano.export.pipeline import run_export
     from edgeano.loaders import open_engine, resolve_model
     from edgeano.train import run_training
@@ -26,28 +27,28 @@ def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict
     out_dir = Path(out)
     data = out_dir / "data"
     if not (data / "train" / "good").is_dir():
-        click.echo(f"[1/5] making the demo data set in {data} (crops of a CC0 gravel photo with scratches, spots, smears)")
+        report.info(f"[1/5] making the demo data set in {data} (crops of a CC0 gravel photo with scratches, spots, smears)")
         make_texture_dataset(data, n_train=80, n_test_good=30, n_test_bad=10, size=160, seed=seed)
     else:
-        click.echo(f"[1/5] reusing the demo data set in {data}")
+        report.info(f"[1/5] reusing the demo data set in {data}")
     ds = load_dataset(data, need_test=True)
 
-    click.echo("[2/5] training the Gaussian model (EfficientNet-Lite0 features, ImageNet weights bundled)")
+    report.info("[2/5] training the Gaussian model (EfficientNet-Lite0 features, ImageNet weights bundled)")
     run_training("gaussian", data=str(data), backbone="efficientnet-lite0", weights=None, img_size=img_size, epochs=None,
                  batch=None, lr=None, device="cpu", resume=False, out=str(out_dir), name=None, seed=seed)
     ckpt = resolve_model("gaussian", runs=str(out_dir))
     run_dir = ckpt.parent.parent
 
-    click.echo("[3/5] evaluating with PyTorch")
+    report.info("[3/5] evaluating with PyTorch")
     with open_engine(str(ckpt)) as eng:
         r_torch = evaluate(eng, ds)
         b_torch = bench(eng, iters=30, warmup=3)
 
-    click.echo("[4/5] exporting to ONNX and checking it against PyTorch")
+    report.info("[4/5] exporting to ONNX and checking it against PyTorch")
     onnx_path = run_export(str(ckpt), 17, False, None, False, False, str(data), 0, "minmax", str(out_dir), build=False)["fp32"]
 
-    click.echo("[5/5] evaluating with ONNX Runtime (no torch on this path)")
-    with open_engine(str(onnx_path)) as eng:
+    report.info("[5/5] evaluating with ONNX Runtime (no torch on this path)")
+    with open_engine(str(onnx_path), backend="onnxruntime") as eng:  # the "ONNX Runtime" figures, even where TensorRT is present
         r_onnx = evaluate(eng, ds)
         b_onnx = bench(eng, iters=30, warmup=3)
     plots = write_plots(r_onnx, run_dir, stem="demo_onnx")
@@ -59,20 +60,5 @@ def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict
         "plots": [str(p) for p in plots], "seconds": round(time.time() - t0, 1),
     }
     write_json(run_dir / "demo_summary.json", summary)
-    _print_summary(summary)
     return summary
 
-
-def _print_summary(s: Dict) -> None:
-    pt, ox = s["pytorch"], s["onnxruntime"]
-    click.echo("")
-    click.echo("demo summary")
-    click.echo(f"  test set        {ox['n_normal']} good, {ox['n_anomalous']} defective ({', '.join(ox['per_class'])})")
-    click.echo(f"  image AUROC     PyTorch {pt['image_auroc']:.4f}   ONNX Runtime {ox['image_auroc']:.4f}")
-    click.echo(f"  F1-max          PyTorch {pt['f1_max']:.4f}   ONNX Runtime {ox['f1_max']:.4f}")
-    click.echo(f"  threshold       {ox['threshold']:.5g} -> FPR {ox['at_threshold']['fpr']:.3f}, TPR {ox['at_threshold']['tpr']:.3f}")
-    click.echo(f"  latency (b=1)   PyTorch {s['latency_ms']['pytorch']:.1f} ms   ONNX Runtime {s['latency_ms']['onnxruntime']:.1f} ms")
-    click.echo(f"  artifacts       {s['checkpoint']}\n                  {s['onnx']}")
-    click.echo(f"  pictures        {', '.join(s['plots'])}")
-    click.echo(f"  took            {s['seconds']} s")
-    click.echo(f"next: edgeano run --model {s['onnx']} --source {s['data']}/test/spot --headless --events events.jsonl")

@@ -209,3 +209,16 @@ def test_calibrate_needs_no_torch(fp32_onnx, texture_data, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.is_file() and read_onnx_metadata(out)["precision"] == "int8"
+
+
+def test_report_compares_on_onnx_runtime_where_tensorrt_is_present(fp32_onnx, texture_data, monkeypatch):
+    """The report's FP32/INT8 figures are ONNX Runtime's even on a box where `auto` would pick
+    TensorRT (here: told that TensorRT is ready, which would fail to load without it)."""
+    from edgeano.calibration.report import build_report
+    from edgeano.data.datasets import good_frames
+    from edgeano.runtime import engine
+
+    monkeypatch.setattr(engine, "_tensorrt_ready", lambda: True)
+    assert engine.auto_backend(fp32_onnx) == "tensorrt"
+    rep = build_report(fp32_onnx, fp32_onnx, good_frames(texture_data, 4), progress=False)
+    assert rep["normal"]["n"] == 4 and rep["normal"]["max_abs_diff"] == 0.0

@@ -15,7 +15,7 @@ from edgeano.cli.main import cli
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
 from edgeano.errors import EdgeanoError
-from edgeano.metrics import auroc
+from edgeano.evaluation.metrics import auroc
 from edgeano.models.checkpoint import load_checkpoint
 from edgeano.models.gaussian import ledoit_wolf, precision_factor
 

@@ -9,7 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgeano import artifact, metrics
+from edgeano import artifact
+from edgeano.evaluation import metrics
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import GAN_CONTRAST, LOOP_MODELS
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
-from edgeano.metrics import auroc, rank_correlation
+from edgeano.evaluation.metrics import auroc, rank_correlation
 from edgeano.runtime.engine import Engine
 
 # The tolerances, in one place. score_rel: max |got - ref| / |ref| over images; map_peak: max map

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edgeano.errors import EdgeanoError
-from edgeano.metrics import auroc, rank_correlation
+from edgeano.evaluation.metrics import auroc, rank_correlation
 from edgeano.runtime.engine import Engine
 
 BATCH = 32
@@ -65,7 +65,8 @@ def build_report(fp32_path: Path, int8_path: Path, normal_frames: Sequence[np.nd
     """Compare the two artifacts on the calibration (normal) frames and, with `eval_dir`, on its test set."""
     from edgeano.calibration.reader import load_frames
 
-    fp32, int8 = Engine.load(fp32_path), Engine.load(int8_path)
+    # ONNX Runtime by name: the automatic backend would compare TensorRT with TensorRT on a device
+    fp32, int8 = Engine.load(fp32_path, backend="onnxruntime"), Engine.load(int8_path, backend="onnxruntime")
     try:
         thr = fp32.threshold
         a, amap = score_frames(fp32, normal_frames, "scoring fp32", progress)

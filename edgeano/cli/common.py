@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -20,12 +21,34 @@ def backend_option(fn):
                         help="Runner: auto = TensorRT where it and a GPU are present, else ONNX Runtime.")(fn)
 
 
+class _EchoHandler(logging.Handler):
+    """The library's `logging` records on the console: INFO to stdout as is, warnings to stderr
+    as "warning: ...". click.echo at emit time, so the current sys.stdout (a test runner's) is used."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            click.echo(f"warning: {msg}", err=True)
+        else:
+            click.echo(msg)
+
+
+def console_logging() -> None:
+    """Show the library's progress and results (loggers under "edgeano") on the console, once."""
+    log = logging.getLogger("edgeano")
+    if not any(isinstance(h, _EchoHandler) for h in log.handlers):
+        log.addHandler(_EchoHandler())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def friendly_errors(fn):
     """EdgeanoError -> `error: ...` and its exit code; Ctrl-C -> 130; anything else -> one line
     (set EDGEANO_DEBUG=1 for the traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        console_logging()
         try:
             return fn(*args, **kwargs)
         except EdgeanoError as e:

@@ -25,7 +25,7 @@ def command(model, data, json_path, plots, backend, batch, runs, search_steps):
     """Evaluate MODEL on the test images of --data."""
     from edgeano.data.datasets import load_dataset
     from edgeano.errors import EdgeanoError
-    from edgeano.evaluate import evaluate, format_report, public, write_plots
+    from edgeano.evaluation.loop import evaluate, format_report, public, write_plots
     from edgeano.fileio import write_json
     from edgeano.loaders import open_engine
 

@@ -4,10 +4,10 @@ PyTorch -> TensorRT engine where TensorRT and a GPU are present. Each step is it
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import click
 import numpy as np
 
 from edgeano.data.datasets import good_frames
@@ -16,6 +16,7 @@ from edgeano.errors import EdgeanoError
 from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.loaders import is_checkpoint, resolve_model
 
+report = logging.getLogger(__name__)  # progress and results; the CLI prints them
 FP32_SCORE_RTOL = 1e-4  # issue contract: ONNX Runtime FP32 vs PyTorch, largest relative score difference
 
 
@@ -47,7 +48,7 @@ def check_parity(ref, onnx_path: Path, frames, label: str, rtol: Optional[float]
     msg = f"  {label} vs PyTorch on {d['n']} images: score max rel diff {d['score_max_rel']:.2e} (abs {d['score_max_abs']:.3g})"
     if "map_max_abs" in d:
         msg += f", map max abs diff {d['map_max_abs']:.2e} ({d['map_max_rel_to_peak']:.2e} of peak)"
-    click.echo(msg)
+    report.info(msg)
     if rtol is not None and not d["score_max_rel"] <= rtol:
         raise EdgeanoError(f"{onnx_path}: ONNX Runtime {label} differs from PyTorch by {d['score_max_rel']:.2e} > {rtol:g}; the export is wrong, not writing on")
     return d
@@ -59,16 +60,16 @@ def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
 
     ok, why = tensorrt_available()
     if not ok:
-        click.echo(f"TensorRT: not building here ({why}). On the device run:")
+        report.info(f"TensorRT: not building here ({why}). On the device run:")
         for prec, p in onnx_paths.items():
-            click.echo(f"  edgeano build {p} --precision {prec}")
+            report.info(f"  edgeano build {p} --precision {prec}")
         return
     from edgeano.runtime.trt_build import build_engine
 
     for prec, p in onnx_paths.items():
         engine = p.with_suffix(".engine")
         build_engine(p, engine, precision=prec)
-        click.echo(f"wrote {engine} (TensorRT {prec})")
+        report.info(f"wrote {engine} (TensorRT {prec})")
 
 
 def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], fp16: bool, int8: bool,
@@ -92,9 +93,9 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
     model_obj, ckpt = load_checkpoint(ckpt_path)
     meta = checkpoint_metadata(model_obj, ckpt, source_checkpoint=ckpt_path.name)
     export_onnx(model_obj, out_path, meta, opset=opset, dynamic_batch=dynamic_batch)
-    click.echo(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
+    report.info(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
     frames, where = parity_frames(ckpt_path, data)
-    click.echo(f"checking against PyTorch on {where}")
+    report.info(f"checking against PyTorch on {where}")
     ref = Engine(TorchRunner(model_obj), meta)
     check_parity(ref, out_path, frames, "FP32", FP32_SCORE_RTOL)
     outputs = {"fp32": out_path}
@@ -105,13 +106,13 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
         p16 = out_path.with_suffix(".fp16.onnx")
         rep = to_fp16(out_path, p16, frames)
         kept = rep.get("kept_fp32", [])
-        click.echo(f"wrote {p16} (FP16, inputs/outputs float32)")
+        report.info(f"wrote {p16} (FP16, inputs/outputs float32)")
         by_reason: Dict[str, List[str]] = {}
         for node, why in kept:
             by_reason.setdefault(why, []).append(node)
         for why, nodes in by_reason.items():
             shown = ", ".join(nodes[:8]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 8 else "")
-            click.echo(f"  kept in FP32, {why}: {shown}")
+            report.info(f"  kept in FP32, {why}: {shown}")
         check_parity(ref, p16, frames, "FP16", None)
         outputs["fp16"] = p16
     if int8:
@@ -119,7 +120,7 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
 
         p8 = out_path.with_suffix(".int8.onnx")
         calibrate_onnx(out_path, p8, Path(data), num=num, method=method)
-        click.echo(f"wrote {p8} (INT8 QDQ)")
+        report.info(f"wrote {p8} (INT8 QDQ)")
         check_parity(ref, p8, frames, "INT8", None)
         outputs["int8"] = p8
     if build:

@@ -40,7 +40,7 @@ def latent_search_engine(path, data, steps: int, device: str = "cpu", holdout_ev
     from edgeano.data.images import read_images
     from edgeano.data.preprocess import split_every
     from edgeano.errors import EdgeanoError
-    from edgeano.metrics import threshold_at_fpr
+    from edgeano.evaluation.metrics import threshold_at_fpr
     from edgeano.models.anogan import LatentSearch
 
     model, ckpt = load_checkpoint(path, device)

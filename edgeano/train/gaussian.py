@@ -9,6 +9,7 @@ images reach when each is scored by a fit that did not see it (10-fold, determin
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import sys
@@ -23,7 +24,7 @@ from edgeano.artifact import score_stats
 from edgeano.data.images import read_image, to_bgr8
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
-from edgeano.metrics import auroc, f1_max, threshold_at_fpr
+from edgeano.evaluation.metrics import auroc, f1_max, threshold_at_fpr
 from edgeano.models.backbones import NORMALIZATION, pretrained
 from edgeano.models.gaussian import DEFAULT_BACKBONE, DEFAULT_LEVELS, DEFAULT_POOL, GaussianAD
 
@@ -31,6 +32,7 @@ DEFAULT_SIZE = 224
 HOLDOUT_EVERY = 10
 FPR = 0.01
 GAN_ONLY = ("epochs", "lr", "resume")
+report = logging.getLogger(__name__)  # progress and results; the CLI prints them (library code stays CLI-free)
 
 Item = Union[np.ndarray, str, Path]
 
@@ -144,9 +146,6 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
           contrast=None, **_ignored):
     """`edgeano train --model gaussian`: fit, threshold, (test AUROC), write runs/gaussian/<name>/.
     contrast: "none" (default) or "standardize" (per-image contrast normalisation in the graph)."""
-    import click
-
-    from edgeano.cli.common import next_step
     from edgeano.data.datasets import fingerprint, load_dataset
     from edgeano.models.checkpoint import save_checkpoint
     from edgeano.train.runs import contrast_option, new_run_dir, run_logger, save_config
@@ -170,11 +169,11 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     ds = load_dataset(data)
     if not ds.train:
         raise EdgeanoError(f"no training images in {data} (expected train/good/ or images in the folder)")
-    click.echo(ds.summary(), err=True)
+    report.info(ds.summary())
     base = Preprocess(size=(img_size, img_size), contrast=contrast)  # make_preprocess sets the backbone's mean/std
     gmodel, meta = fit_gaussian(ds.train, base, backbone=backbone, weights=weights, img_size=img_size, batch=batch, device=device)
     if meta["n_skipped"]:
-        click.echo(f"skipped {meta['n_skipped']} unreadable training image(s)", err=True)
+        report.warning(f"skipped {meta['n_skipped']} unreadable training image(s)")
     meta["train_fingerprint"] = fingerprint(ds.train)
 
     if ds.has_anomalies:
@@ -200,10 +199,10 @@ def train(model: str = "gaussian", data=None, backbone: str = DEFAULT_BACKBONE, 
     if "test_auroc" in meta:
         msg += f"; test image AUROC {meta['test_auroc']:.4f}"
         log.info("test image AUROC %.4f, F1-max threshold %.6g", meta["test_auroc"], meta["threshold"]["f1_max"])
-    click.echo(msg)
-    click.echo(f"wrote {ckpt}")
+    report.info(msg)
+    report.info(f"wrote {ckpt}")
     if ds.test:
-        next_step(f"edgeano eval --model {ckpt} --data {data}")
+        report.info(f"next: edgeano eval --model {ckpt} --data {data}")
     else:
-        next_step(f"edgeano export --model {ckpt}")
+        report.info(f"next: edgeano export --model {ckpt}")
     return ckpt

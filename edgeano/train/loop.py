@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from edgeano import metrics
+from edgeano.evaluation import metrics
 from edgeano.artifact import map_normalisation, score_stats
 from edgeano.data.datasets import fingerprint, load_dataset
 from edgeano.data.images import read_images

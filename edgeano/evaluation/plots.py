@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edgeano.fileio import atomic_path
-from edgeano.metrics import roc_curve
+from edgeano.evaluation.metrics import roc_curve
 
 W, H, M = 520, 420, 50  # canvas and margin
 GREEN, RED, BLUE, GRAY, BLACK = (60, 160, 60), (40, 40, 210), (200, 120, 30), (190, 190, 190), (20, 20, 20)

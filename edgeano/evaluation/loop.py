@@ -1,4 +1,4 @@
-"""Image-level evaluation of any Engine (PyTorch checkpoint, ONNX Runtime, TensorRT) on an
+"""The evaluation loop: any Engine (PyTorch checkpoint, ONNX Runtime, TensorRT) on an
 MVTec-layout test set. Torch-free: the backend is whatever the Engine wraps."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tqdm import tqdm
 from edgeano.data.datasets import Dataset
 from edgeano.data.images import read_image
 from edgeano.errors import EdgeanoError
-from edgeano.metrics import auroc, f1_max
+from edgeano.evaluation.metrics import auroc, f1_max
 from edgeano.runtime.engine import Engine
 
 
@@ -107,7 +107,7 @@ def public(res: Dict) -> Dict:
 def write_plots(res: Dict, folder, stem: str = "eval") -> Optional[List]:
     from pathlib import Path
 
-    from edgeano.plots import histogram_png, roc_png
+    from edgeano.evaluation.plots import histogram_png, roc_png
 
     folder = Path(folder)
     out = [histogram_png(res["_labels"], res["_scores"], folder / f"{stem}_scores.png", res["threshold"], title=f"scores ({res['backend']})")]
