@@ -1,5 +1,6 @@
 """edgeano.train.loop, for every model it trains: the defaults it announces, contrast "auto",
-per-model option checks, label-free checkpoint selection, the map normalisation in the artifact,
+per-model option checks, label-free checkpoint selection (synthetic defects on held-out good
+images, the last phase only), the map normalisation in the artifact,
 metrics.csv with phases, and exact resume after Ctrl-C mid-epoch (across a phase boundary for the
 two-phase models). GANomaly specifics (seeds, D re-init, CLI): test_ganomaly.py."""
 
@@ -52,10 +53,18 @@ def test_one_table_names_every_learned_model():
 def test_best_is_chosen_without_labels_and_carries_the_map_normalisation(runs, texture_data, name):
     run = runs[name]
     best, ckpt = load_checkpoint(run["best"])
-    last = torch.load(str(run["last"]), weights_only=True)
-    assert run["selection"] == ckpt["meta"]["selection"] == {"method": "last epoch", "epoch": TINY_GAN["epochs"]}
-    for k, v in last["state_dict"].items():
-        assert torch.equal(ckpt["state_dict"][k], v), k  # the last epoch's weights, not a test-picked one
+    rows = list(csv.DictReader(open(run["run_dir"] / "metrics.csv")))
+    sel = ckpt["meta"]["selection"]
+    assert run["selection"] == sel and sel["method"].startswith("highest synthetic-defect image AUROC")
+    eligible = [r for r in rows if name not in PHASES or r["phase"] == PHASES[name][-1]]
+    values = [float(r["synthetic_auroc"]) for r in eligible]
+    picked = max(i for i, v in enumerate(values) if v == max(values))  # ties: the later epoch
+    assert sel["epoch"] == int(eligible[picked]["epoch"]) and sel["value"] == pytest.approx(values[picked], abs=1e-4)
+    assert ckpt["meta"]["synthetic"]["image_auroc"] == pytest.approx(sel["value"], abs=1e-4)
+    assert ckpt["meta"]["synthetic"]["n_good"] == ckpt["meta"]["synthetic"]["n_defect"] == ckpt["meta"]["score_stats"]["n"]
+    if sel["epoch"] == TINY_GAN["epochs"]:
+        last = torch.load(str(run["last"]), weights_only=True)
+        assert all(torch.equal(ckpt["state_dict"][k], v) for k, v in last["state_dict"].items())
     m = ckpt["meta"]["map"]
     assert 0 < m["unit"] <= m["threshold"] and "held-out normal" in m["method"]
     # the held-out good images (never trained on) keep every pixel below the map threshold
@@ -64,9 +73,8 @@ def test_best_is_chosen_without_labels_and_carries_the_map_normalisation(runs, t
     with torch.no_grad():
         maps = best(torch.from_numpy(best.preprocess.batch(held)))["anomaly_map"]
     assert float(maps.max()) < m["threshold"]
-    rows = list(csv.DictReader(open(run["run_dir"] / "metrics.csv")))
     assert [r["phase"] for r in rows] == PHASES.get(name, [rows[0]["phase"]] * 2)
-    assert all(r["test_auroc"] and r["heldout_mean"] for r in rows)
+    assert all(r["test_auroc"] and r["heldout_mean"] and r["synthetic_auroc"] and r["synthetic_pixel_auroc"] for r in rows)
 
 
 @pytest.mark.parametrize("name", LOOP_MODELS)
@@ -155,3 +163,14 @@ def test_cli_trains_a_new_model_and_refuses_its_options_for_gaussian(texture_dat
     assert "defaults used for: img-size, lr" in res.output and "next: edgeano export" in res.output
     bad = CliRunner().invoke(cli, ["train", "--model", "gaussian", "--data", str(texture_data), "--loss", "ssim"])
     assert bad.exit_code == 2 and "--loss" in bad.output and "Traceback" not in bad.output
+
+
+def test_selector_prefers_the_best_eligible_epoch_and_resumes():
+    from edgeano.train.selection import make_selector
+
+    sel = make_selector()
+    assert sel.update(1, 0.9, eligible=False) is False  # a first phase never competes
+    assert sel.update(2, 0.6) and not sel.update(3, 0.5) and sel.update(4, 0.6)  # ties: the later epoch
+    assert not sel.update(5, float("nan")) and sel.describe()["epoch"] == 4
+    again = make_selector(sel.state)  # what a resumed run continues from
+    assert not again.update(6, 0.55) and again.update(7, 0.7) and again.state == {"epoch": 7, "value": 0.7}

@@ -110,8 +110,8 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         model = onnx.load(str(pre))
         name_nodes(model)
         head = head_nodes(model)
-        stem = input_layer_nodes(model)  # see graph.py: the image the head compares with stays exact
-        stem += [n for n in high_resolution_nodes(model, float_stride) if n not in stem]  # mixed precision, see FLOAT_STRIDE
+        inputs = input_layer_nodes(model)  # see graph.py: the image the head compares with stays exact
+        stem = [n for n in high_resolution_nodes(model, float_stride) if n not in inputs]  # mixed precision, see FLOAT_STRIDE
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -132,7 +132,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         try:
             with contextlib.redirect_stdout(sys.stderr):  # its histogram calibrators print(): keep stdout ours
                 quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + stem,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + inputs + stem,
                                 calibrate_method=_calibrate_method(method), extra_options=extra)
         finally:
             root.setLevel(level)
@@ -150,6 +150,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model")
     write_bytes(dst, qmodel.SerializeToString())
     return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
+            "input_layer_nodes": inputs,
             "head_inputs_kept_float": rewired,
             "bias_correction": corrected,
             "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
@@ -184,7 +185,7 @@ def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DE
         calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
                        "excluded_reason": done["excluded_reason"], "bias_correction": done["bias_correction"],
                        "float_stride": float_stride, "float_nodes": done["float_nodes"],
-                       "format": "QDQ int8 symmetric, per-channel weights"}
+                       "input_layer_nodes": done["input_layer_nodes"], "format": "QDQ int8 symmetric, per-channel weights"}
         qmodel = load_onnx(staged)
         set_onnx_metadata(qmodel, dict(meta, precision="int8", calibration=calibration,
                                        threshold=dict(meta["threshold"], note="kept from the FP32 model")))

@@ -37,14 +37,14 @@ LOOP_ONLY = ("channels", "nz", "width", "loss", "blocks")  # settings of the lea
 @friendly_errors
 def command(model, **opts):
     """Train MODEL on the good images in --data."""
-    from edgeano.errors import EdgeanoError
+    from edgeano.errors import EXIT_USAGE, EdgeanoError
     from edgeano.train import run_training
 
     loop_only = {k: v for k, v in opts.items() if k in LOOP_ONLY and v is not None}
     if model == "gaussian" and loop_only:
-        raise EdgeanoError(f"--{', --'.join(loop_only)}: options of the learned models; the Gaussian model has no such setting")
+        raise EdgeanoError(f"--{', --'.join(loop_only)}: options of the learned models; the Gaussian model has no such setting", EXIT_USAGE)
     if model == "gaussian" and opts["contrast"] == "auto":
-        raise EdgeanoError("--contrast auto is for the learned models; the Gaussian model takes none or standardize")
+        raise EdgeanoError("--contrast auto is for the learned models; the Gaussian model takes none or standardize", EXIT_USAGE)
     if model == "gaussian":
         for k in LOOP_ONLY:
             opts.pop(k)

@@ -5,8 +5,10 @@
 
 runs/<model>/<name>/
     weights/last.pt   every epoch, and on Ctrl-C (mid-epoch, resumable exactly with --resume)
-    weights/best.pt   the epoch edgeano.train.selection picks without test labels (today: the last)
-    metrics.csv       one row per epoch: phase, losses, held-out score mean, test AUROC (monitor only)
+    weights/best.pt   the epoch edgeano.train.selection picks without test labels (synthetic defects
+                      on the held-out good images)
+    metrics.csv       one row per epoch: phase, losses, held-out score mean, synthetic-defect image and
+                      pixel AUROC (label-free), test AUROC (a monitor: nothing selects on it)
     config.json, train.log
 
 Every 10th image of train/good is held out (never trained on): it sets the image threshold at
@@ -33,14 +35,14 @@ from edgeano.artifact import map_normalisation, score_stats
 from edgeano.data.datasets import fingerprint, load_dataset
 from edgeano.data.images import read_images
 from edgeano.data.preprocess import Preprocess, split_every
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.models.checkpoint import read_checkpoint, save_checkpoint
 from edgeano.models.dcgan import check_img_size
 from edgeano.models.ganomaly import gan_preprocess
 from edgeano.models.registry import create
 from edgeano.train import adversarial, gan_steps, reconstruction
 from edgeano.train.runs import contrast_option, new_run_dir, resume_dir, run_logger, save_config, write_metrics
-from edgeano.train.selection import make_selector
+from edgeano.train.selection import make_selector, synthetic_estimate, synthetic_set
 from edgeano.train.state import get_rng, seed_everything, set_rng, to_cpu
 
 report = logging.getLogger(__name__)  # progress and results; the CLI prints them (library code stays CLI-free)
@@ -64,9 +66,10 @@ _AE = {"img_size": 32, "epochs": 60, "batch": 64, "lr": 1e-3}
 RECIPES = {
     "ganomaly": Recipe(adversarial.ganomaly_step, dict(_GAN, nz=100, width=64), ("nz", "width")),
     "skip-ganomaly": Recipe(adversarial.ganomaly_step, dict(_GAN, width=64), ("width",)),
-    "anogan": Recipe(gan_steps.anogan_step, dict(_GAN, epochs=90, second_phase=2 / 3, nz=100, width=64), ("nz", "width"),
-                     ("gan", "encoder")),
-    "egbad": Recipe(gan_steps.egbad_step, dict(_GAN, nz=100, width=64), ("nz", "width")),
+    # pure GANs: batch 16 for 4x the updates per epoch at the same cost (DCGAN needs thousands of steps)
+    "anogan": Recipe(gan_steps.anogan_step, dict(_GAN, epochs=90, batch=16, second_phase=2 / 3, nz=100, width=64),
+                     ("nz", "width"), ("gan", "encoder")),
+    "egbad": Recipe(gan_steps.egbad_step, dict(_GAN, batch=16, nz=100, width=64), ("nz", "width")),
     "ae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2"), ("nz", "width", "loss")),
     "vae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2"), ("nz", "width", "loss")),
     "rvae": Recipe(reconstruction.reconstruction_step, dict(_AE, clip=10.0, nz=100, width=32, blocks=1, loss="l2"),
@@ -80,13 +83,16 @@ HPARAMS = ("img_size", "epochs", "batch", "lr")
 
 @dataclass
 class Data:
-    """The run's tensors in [0, 1]: training images, held-out good images, test images and labels."""
+    """The run's tensors in [0, 1]: training images, held-out good images, their synthetic-defect
+    copies (masks at the map's resolution, kinds), test images and labels."""
 
     train: torch.Tensor
     held: torch.Tensor
+    syn: torch.Tensor
+    syn_masks: np.ndarray
+    syn_kinds: List[str]
     test: Optional[torch.Tensor]
     labels: np.ndarray
-    n_held: int = 0
 
     @property
     def labelled(self) -> bool:
@@ -108,7 +114,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
     "standardize" (edgeano.data.preprocess). time_budget_s: stop after the epoch that passes it.
     on_batch(epoch, step): called before each batch (raising KeyboardInterrupt there is Ctrl-C)."""
     if model not in RECIPES:
-        raise EdgeanoError(f"edgeano.train.loop trains {', '.join(MODELS)}, not {model!r}")
+        raise EdgeanoError(f"edgeano.train.loop trains {', '.join(MODELS)}, not {model!r}", EXIT_USAGE)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EdgeanoError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")
     recipe = RECIPES[model]
@@ -125,7 +131,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         hp = _hparams(recipe, img_size, epochs, batch, lr, seed)
         cfg = _config(model, recipe, opts)
         if channels not in (None, 1, 3):
-            raise EdgeanoError(f"channels must be 1 or 3, got {channels}")
+            raise EdgeanoError(f"channels must be 1 or 3, got {channels}", EXIT_USAGE)
         contrast = CONTRAST_AUTO if contrast in (None, CONTRAST_AUTO) else contrast_option(contrast)
         try:
             run_dir = new_run_dir(out, model, name)
@@ -149,7 +155,9 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         set_rng(ts["rng"])
     save_config(run_dir, {"model": model, "data": str(Path(data).resolve()), "channels": pre.channels, "contrast": pre.contrast,
                           **cfg, **hp, "device": device, "holdout_every": HOLDOUT_EVERY})
-    return _loop(model, data, out, run_dir, net, step, hp, d, ds, ts, device, time_budget_s, progress, on_batch, quiet, log)
+    final_phase = recipe.phases[-1] if recipe.phases else None
+    return _loop(model, data, out, run_dir, net, step, hp, d, ds, ts, device, time_budget_s, progress, on_batch, quiet, log,
+                 final_phase)
 
 
 def _hparams(recipe: Recipe, img_size, epochs, batch, lr, seed) -> Dict:
@@ -159,11 +167,11 @@ def _hparams(recipe: Recipe, img_size, epochs, batch, lr, seed) -> Dict:
           "seed": int(seed)}
     for k in ("epochs", "batch", "lr"):
         if hp[k] <= 0:
-            raise EdgeanoError(f"--{k} must be > 0, got {hp[k]}")
+            raise EdgeanoError(f"--{k} must be > 0, got {hp[k]}", EXIT_USAGE)
     try:  # before the run folder exists: a bad size leaves nothing behind
         check_img_size(hp["img_size"])
     except ValueError as e:
-        raise EdgeanoError(f"--img-size: {e}")
+        raise EdgeanoError(f"--img-size: {e}", EXIT_USAGE)
     if "clip" in recipe.defaults:
         hp["clip"] = float(recipe.defaults["clip"])
     if "second_phase" in recipe.defaults:  # fixed at the start, so a resume with more --epochs keeps the split
@@ -174,15 +182,15 @@ def _hparams(recipe: Recipe, img_size, epochs, batch, lr, seed) -> Dict:
 def _config(model: str, recipe: Recipe, opts: Dict) -> Dict:
     extra = [k for k, v in opts.items() if v is not None and k not in recipe.config]
     if extra:
-        raise EdgeanoError(f"--{', --'.join(extra)}: not a setting of {model} (it takes {', '.join(recipe.config) or 'none'})")
+        raise EdgeanoError(f"--{', --'.join(extra)}: not a setting of {model} (it takes {', '.join(recipe.config) or 'none'})", EXIT_USAGE)
     cfg = {k: (recipe.defaults[k] if opts.get(k) is None else opts[k]) for k in recipe.config}
     for k in ("nz", "width", "blocks"):
         if k in cfg:
             cfg[k] = int(cfg[k])
             if cfg[k] < (0 if k == "blocks" else 1):
-                raise EdgeanoError(f"--{k} must be {'>= 0' if k == 'blocks' else '> 0'}, got {cfg[k]}")
+                raise EdgeanoError(f"--{k} must be {'>= 0' if k == 'blocks' else '> 0'}, got {cfg[k]}", EXIT_USAGE)
     if "loss" in cfg and cfg["loss"] not in ("l2", "ssim"):
-        raise EdgeanoError(f"--loss must be l2 or ssim, got {cfg['loss']!r}")
+        raise EdgeanoError(f"--loss must be l2 or ssim, got {cfg['loss']!r}", EXIT_USAGE)
     return cfg
 
 
@@ -216,7 +224,9 @@ def _read(ds, run_dir: Path, log):
 def _tensors(pre: Preprocess, images) -> Data:
     train_imgs, held_imgs, test_imgs, labels = images
     test = torch.from_numpy(pre.batch(test_imgs)) if test_imgs else None
-    return Data(torch.from_numpy(pre.batch(train_imgs)), torch.from_numpy(pre.batch(held_imgs)), test, labels, len(held_imgs))
+    syn, masks, kinds = synthetic_set(held_imgs, pre)
+    return Data(torch.from_numpy(pre.batch(train_imgs)), torch.from_numpy(pre.batch(held_imgs)), torch.from_numpy(syn), masks,
+                kinds, test, labels)
 
 
 def _preprocess(size: int, channels: Optional[int], contrast: str, train_imgs: List[np.ndarray]):
@@ -256,7 +266,8 @@ def _announce(model, recipe, hp, cfg, pre, why, given, quiet) -> None:
         report.info(f"  phases: {a} epochs 1-{hp['second_phase_from']}, {b} epochs {hp['second_phase_from'] + 1}-{hp['epochs']}")
 
 
-def _loop(model, data, out, run_dir, net, step, hp, d: Data, ds, ts, device, time_budget_s, progress, on_batch, quiet, log):
+def _loop(model, data, out, run_dir, net, step, hp, d: Data, ds, ts, device, time_budget_s, progress, on_batch, quiet, log,
+          final_phase):
     n, bs = d.train.shape[0], min(hp["batch"], d.train.shape[0])
     nb = n // bs  # drop the ragged last batch: BatchNorm needs > 1 sample, and batches stay equal
     state = {"epoch": 0, "step": 0, "perm": None, "sums": {}, "history": [], "elapsed_s": 0.0, "d_reinits": 0, "selection": None}
@@ -266,7 +277,7 @@ def _loop(model, data, out, run_dir, net, step, hp, d: Data, ds, ts, device, tim
     weights_dir, meta_base = run_dir / "weights", {"train_fingerprint": fingerprint(ds.train)}
     t_start = time.time() - state["elapsed_s"]
     if not quiet:
-        report.info(f"{ds.summary()}; training on {n}, {d.n_held} held out for the thresholds; {hp['epochs']} epochs x "
+        report.info(f"{ds.summary()}; training on {n}, {d.held.shape[0]} held out (thresholds, synthetic defects); {hp['epochs']} epochs x "
                     f"{nb} batches of {bs}; best.pt: {selector.method}")
 
     def save_last(mid_epoch: bool, meta: Optional[Dict] = None) -> Dict:
@@ -285,7 +296,7 @@ def _loop(model, data, out, run_dir, net, step, hp, d: Data, ds, ts, device, tim
             meta = _epoch(net, step, hp, d, state, nb, bs, device, progress, on_batch, meta_base)
             row = state["history"][-1]
             write_metrics(run_dir / "metrics.csv", state["history"])
-            if selector.update(row["epoch"], net, d.held):
+            if selector.update(row["epoch"], row["synthetic_auroc"], final_phase in (None, row["phase"])):
                 meta["selection"] = selector.describe()
                 save_checkpoint(weights_dir / "best.pt", net, meta, {"epoch": row["epoch"]})
             save_last(mid_epoch=False, meta=meta)
@@ -334,17 +345,21 @@ def _epoch(net, step, hp, d: Data, state, nb, bs, device, progress, on_batch, me
     state["epoch"], state["step"], state["perm"], state["sums"] = epoch + 1, 0, None, {}
     meta = _meta(net, d, meta_base, device)
     row = {"epoch": epoch + 1, "phase": phase, **{k: v / max(nb, 1) for k, v in sums.items()}, "d_reinits": state["d_reinits"],
-           "heldout_mean": meta["score_stats"]["mean"], "test_auroc": meta.get("test_auroc"),
+           "heldout_mean": meta["score_stats"]["mean"], "synthetic_auroc": meta["synthetic"]["image_auroc"],
+           "synthetic_pixel_auroc": meta["synthetic"].get("pixel_auroc"), "test_auroc": meta.get("test_auroc"),
            "seconds": round(time.time() - t_epoch, 2)}
     state["history"].append(row)
     return meta
 
 
 def _epoch_line(row: Dict, epochs: int) -> str:
-    skip = {"epoch", "phase", "d_reinits", "heldout_mean", "test_auroc", "seconds"}
+    skip = {"epoch", "phase", "d_reinits", "heldout_mean", "synthetic_auroc", "synthetic_pixel_auroc", "test_auroc", "seconds"}
     losses = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in skip)
-    auc = "" if row["test_auroc"] is None else f"; test AUROC {row['test_auroc']:.4f} (monitor only, not used for best.pt)"
-    return f"epoch {row['epoch']}/{epochs} [{row['phase']}]: {losses}; held-out score mean {row['heldout_mean']:.4g}{auc}"
+    syn = f"; synthetic-defect AUROC {row['synthetic_auroc']:.4f}"
+    if row["synthetic_pixel_auroc"] is not None:
+        syn += f" (pixel {row['synthetic_pixel_auroc']:.4f})"
+    auc = "" if row["test_auroc"] is None else f"; test AUROC {row['test_auroc']:.4f} (monitor only)"
+    return f"epoch {row['epoch']}/{epochs} [{row['phase']}]: {losses}; held-out score mean {row['heldout_mean']:.4g}{syn}{auc}"
 
 
 @torch.no_grad()
@@ -362,10 +377,13 @@ def predict(net, x: torch.Tensor, device: str = "cpu", chunk: int = 64, maps: bo
 
 def _meta(net, d: Data, meta_base: Dict, device: str) -> Dict:
     """Threshold (1 % FPR on held-out good images; F1-max on test/ when labelled, for reference),
-    score stats, map normalisation, and the test AUROC (a monitor: nothing selects on it)."""
+    score stats, map normalisation, the synthetic-defect estimate (label-free: what selects best.pt)
+    and the test AUROC (a monitor: nothing selects on it)."""
     held, held_maps = predict(net, d.held, device, maps=True)
+    syn, syn_maps = predict(net, d.syn, device, maps=True)
     thr = {"value": metrics.threshold_at_fpr(held, THRESHOLD_FPR), "method": f"fpr@{THRESHOLD_FPR} held-out normal (n={held.size})"}
-    meta = dict(meta_base, score_stats=score_stats(held), threshold=thr, map=map_normalisation(held_maps, THRESHOLD_FPR))
+    meta = dict(meta_base, score_stats=score_stats(held), threshold=thr, map=map_normalisation(held_maps, THRESHOLD_FPR),
+                synthetic=synthetic_estimate(held, held_maps, syn, syn_maps, d.syn_masks, d.syn_kinds))
     if d.labelled:
         s = predict(net, d.test, device)
         f1 = metrics.f1_max(d.labels, s)

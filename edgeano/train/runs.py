@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from edgeano.data.preprocess import CONTRASTS
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.fileio import write_json, write_text
 
 
@@ -51,7 +51,7 @@ def contrast_option(contrast: Optional[str]) -> str:
     if contrast is None:
         return "none"
     if contrast not in CONTRASTS:
-        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}", EXIT_USAGE)
     return contrast
 
 
