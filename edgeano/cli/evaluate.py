@@ -24,7 +24,7 @@ from edgeano.cli.common import backend_option, friendly_errors
 def command(model, data, json_path, plots, backend, batch, runs, search_steps):
     """Evaluate MODEL on the test images of --data."""
     from edgeano.data.datasets import load_dataset
-    from edgeano.errors import EdgeanoError
+    from edgeano.errors import EXIT_USAGE, EdgeanoError
     from edgeano.evaluation.loop import evaluate, format_report, public, write_plots
     from edgeano.fileio import write_json
     from edgeano.loaders import open_engine
@@ -35,7 +35,7 @@ def command(model, data, json_path, plots, backend, batch, runs, search_steps):
 
         path = resolve_model(model, runs)
         if not is_checkpoint(path):
-            raise EdgeanoError(f"--latent-search runs in PyTorch and needs the AnoGAN checkpoint (.pt), got {path}")
+            raise EdgeanoError(f"--latent-search runs in PyTorch and needs the AnoGAN checkpoint (.pt), got {path}", EXIT_USAGE)
         from edgeano.models.runner import latent_search_engine
 
         engine = latent_search_engine(path, data, search_steps)

@@ -39,15 +39,15 @@ def latent_search_engine(path, data, steps: int, device: str = "cpu", holdout_ev
     from edgeano.data.datasets import load_dataset
     from edgeano.data.images import read_images
     from edgeano.data.preprocess import split_every
-    from edgeano.errors import EdgeanoError
+    from edgeano.errors import EXIT_USAGE, EdgeanoError
     from edgeano.evaluation.metrics import threshold_at_fpr
     from edgeano.models.anogan import LatentSearch
 
     model, ckpt = load_checkpoint(path, device)
     if ckpt["model"] != "anogan":
-        raise EdgeanoError(f"--latent-search scores AnoGAN checkpoints; {path} is a {ckpt['model']} checkpoint")
+        raise EdgeanoError(f"--latent-search scores AnoGAN checkpoints; {path} is a {ckpt['model']} checkpoint", EXIT_USAGE)
     if steps < 1:
-        raise EdgeanoError(f"--latent-search needs >= 1 step, got {steps}")
+        raise EdgeanoError(f"--latent-search needs >= 1 step, got {steps}", EXIT_USAGE)
     meta = checkpoint_metadata(model, ckpt, scoring=f"AnoGAN latent search, {steps} Adam steps on z (PyTorch)")
     engine = Engine(TorchRunner(LatentSearch(model, steps), device), meta)
     train = load_dataset(data).train
