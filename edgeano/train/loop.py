@@ -33,7 +33,7 @@ import torch
 from edgeano.evaluation import metrics
 from edgeano.artifact import map_normalisation, score_stats
 from edgeano.data.datasets import fingerprint, load_dataset
-from edgeano.data.images import read_images
+from edgeano.data.images import all_gray, exposure_spread, read_images
 from edgeano.data.preprocess import Preprocess, split_every
 from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.models.checkpoint import read_checkpoint, save_checkpoint
@@ -49,7 +49,6 @@ report = logging.getLogger(__name__)  # progress and results; the CLI prints the
 HOLDOUT_EVERY = 10  # every 10th good image -> threshold set
 THRESHOLD_FPR = 0.01
 BRIGHTNESS_SPREAD = 0.25  # 5th-95th percentile of good-image means beyond this -> contrast "auto" standardises
-GRAY_TOLERANCE = 2  # max |B-G|, |G-R| (8-bit levels) for data to count as grayscale
 CONTRAST_AUTO = "auto"
 
 
@@ -231,7 +230,7 @@ def _tensors(pre: Preprocess, images) -> Data:
 
 def _preprocess(size: int, channels: Optional[int], contrast: str, train_imgs: List[np.ndarray]):
     """The run's Preprocess and why its contrast setting (contrast "auto" decides from the exposure spread)."""
-    channels = channels or (1 if _all_gray(train_imgs[:20]) else 3)
+    channels = channels or (1 if all_gray(train_imgs[:20]) else 3)
     why = "given"
     if contrast == CONTRAST_AUTO:
         lo, hi = exposure_spread(train_imgs)
@@ -240,16 +239,6 @@ def _preprocess(size: int, channels: Optional[int], contrast: str, train_imgs: L
         why = (f"auto: the good images' mean brightness spans {lo:.2f}-{hi:.2f} (5th-95th percentile)"
                f"{'; --contrast none to keep brightness as evidence' if varies else ''}")
     return gan_preprocess(size, channels, contrast), why
-
-
-def exposure_spread(images: List[np.ndarray]):
-    """5th and 95th percentile of the images' mean brightness in [0, 1]. Exposure that varies a lot
-    between good images swamps what a reconstruction model learns (MTD: GANomaly 0.64 image AUROC
-    on raw pixels, 0.91-0.93 with per-image contrast normalisation; docs/benchmarks/ganomaly.md)."""
-    step = max(1, len(images) // 500)  # an even sample: files sorted by name may group by session/exposure
-    means = np.array([float(im.mean()) / 255.0 for im in images[::step]])
-    lo, hi = np.percentile(means, [5, 95])
-    return float(lo), float(hi)
 
 
 def _announce(model, recipe, hp, cfg, pre, why, given, quiet) -> None:
@@ -390,14 +379,6 @@ def _meta(net, d: Data, meta_base: Dict, device: str) -> Dict:
         thr["f1_max"], thr["f1"] = f1["threshold"], f1["f1"]
         meta["test_auroc"] = metrics.auroc(d.labels, s)
     return meta
-
-
-def _all_gray(images: List[np.ndarray]) -> bool:
-    for im in images:
-        b, g, r = (im[..., i].astype(np.int16) for i in range(3))
-        if max(np.abs(b - g).max(), np.abs(g - r).max()) > GRAY_TOLERANCE:
-            return False
-    return True
 
 
 def _bar(total: int, desc: str, enabled: bool, initial: int = 0):
