@@ -145,4 +145,4 @@ if [ "$INSTALL_SERVICE" = "1" ]; then
     $SUDO systemctl enable edgeano.service
 fi
 
-say "done. next: $VENV/bin/edgeano build model.onnx --precision fp16 && $VENV/bin/edgeano run --model model_fp16.engine --camera 0"
+say "done. next: $VENV/bin/edgeano build model.onnx --precision fp16 && $VENV/bin/edgeano run --model model.fp16.engine --camera 0"

@@ -90,3 +90,46 @@ def model_runs(texture_data, tmp_path_factory) -> dict:
     """Tiny AnoGAN, EGBAD, AE, VAE, Residual VAE and OE-SDN (32 px, width 8, 2 epochs: the two-phase
     models one epoch per phase) on `texture_data`: {model: train() result}."""
     return _tiny_runs(MODEL_CONTRAST, texture_data, tmp_path_factory.mktemp("model-runs"))
+
+
+@pytest.fixture(scope="session")
+def exported(request, texture_data, tmp_path_factory):
+    """`edgeano export --fp16 --int8` of the Gaussian and GANomaly fixtures, as a user runs it:
+    {model: {"fp32"|"fp16"|"int8": ONNX path, "golden": the golden file}} (made once, lazily per model)."""
+    from edgeano.export.pipeline import run_export
+
+    made = {}
+
+    def get(name: str) -> dict:
+        if name not in made:
+            ckpt = request.getfixturevalue("gaussian_run") if name == "gaussian" else \
+                Path(request.getfixturevalue("gan_runs")[name]["best"])
+            out = tmp_path_factory.mktemp(f"exported-{name}") / "best.onnx"
+            paths = run_export(str(ckpt), 17, False, str(out), True, True, str(texture_data), 16, "minmax", build=False)
+            made[name] = {**{k: Path(v) for k, v in paths.items()}, "golden": out.with_name("best.golden.npz")}
+        return made[name]
+
+    return get
+
+
+def _needs_torch_at_import(path: Path) -> bool:
+    import re
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return bool(re.search(r"^(import torch|from torch|from edgeano\.(models|train|export\.(onnx_export|pipeline)))\b",
+                          text, re.M))
+
+
+def pytest_ignore_collect(collection_path, config):
+    """On a device without torch (a Jetson), `pytest -m tensorrt` still collects: test modules that
+    import torch (or our torch-side modules) at import time are left out there."""
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return True if _needs_torch_at_import(collection_path) else None
+    return None

@@ -1,6 +1,7 @@
-"""TensorRT backend. Always run: what needs no GPU (flag validation, precision rules, sidecar and
-stale-engine checks, cache keys, calibration data, import hygiene, the trt-api name check).
-`-m tensorrt`: real builds and inference, skipped with the reason where TensorRT or a GPU is missing."""
+"""TensorRT backend, what needs no GPU: flag validation, precision rules, sidecar and stale-engine
+checks, cache keys, the engine naming rule, the external-data check, calibration data and its cache
+key, import hygiene, the trt-api name check. The build plan per version: test_trt_plan.py; the I/O
+plan: test_io_plan.py; real builds and inference (`-m tensorrt`): test_tensorrt_engines.py."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeano.artifact import make_metadata, set_onnx_metadata, sidecar_path
+from edgeano.artifact import get_onnx_metadata, set_onnx_metadata, sidecar_path
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
 from edgeano.runtime.engine import Engine
 from edgeano.runtime.engine_cache import cache_key, cached_engine_path
 from edgeano.runtime.tensorrt import check_sidecar, read_sidecar, tensorrt_available
+from edgeano.runtime.tiny_model import SIZE
+from edgeano.runtime.tiny_model import tiny_onnx as make_tiny_onnx
 from edgeano.runtime.trt_build import inspect_onnx, make_sidecar, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,34 +30,12 @@ TRT_API = next((p for p in (ROOT.parent / "shared" / "tools" / "trt-api", Path("
                 if (p / "check.py").is_file()), None)
 TRT_OK, TRT_WHY = tensorrt_available()
 needs_trt = pytest.mark.skipif(not TRT_OK, reason=f"needs TensorRT and a GPU: {TRT_WHY}")
-SIZE = 16
 
 
-def tiny_onnx(path: Path, precision: str = "fp32", dynamic: bool = True, threshold: float = 0.5) -> Path:
-    """A real edgeano ONNX without torch: score = mean over CHW, anomaly_map = mean over C.
-    precision "fp16" types the body FP16 between casts (like an FP16 export with FP32 I/O)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    batch = "N" if dynamic else 1
-    body_type = TensorProto.FLOAT16 if precision == "fp16" else TensorProto.FLOAT
-    nodes = [helper.make_node("Cast", ["input"], ["x"], to=body_type),
-             helper.make_node("ReduceMean", ["x"], ["s"], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
-             helper.make_node("Cast", ["s"], ["score"], to=TensorProto.FLOAT),
-             helper.make_node("Cast", ["m"], ["anomaly_map"], to=TensorProto.FLOAT)]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [batch]),
-         helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [batch, SIZE, SIZE])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = make_metadata("gaussian", Preprocess(size=(SIZE, SIZE)), ["score", "anomaly_map"],
-                         {"value": threshold, "method": "test"}, precision=precision)
-    set_onnx_metadata(model, meta)
-    onnx.save(model, str(path))
-    return path
+def tiny_onnx(path: Path, precision: str = "fp32", dynamic: bool = True, threshold: float = 0.5, batch: int = 1) -> Path:
+    """A real edgeano ONNX without torch (edgeano.runtime.tiny_model): score = mean over CHW,
+    anomaly_map = mean over C; precision "fp16" types the body FP16 between casts."""
+    return make_tiny_onnx(path, precision, "N" if dynamic else batch, threshold, SIZE)
 
 
 DEVICE = {"name": "Orin", "compute_capability": "8.7"}
@@ -172,7 +153,7 @@ def test_cache_key_changes_with_everything_that_binds_an_engine(tmp_path):
     ]
     assert len(set(variants + [base])) == len(variants) + 1
     path = cached_engine_path(tmp_path / "a.onnx", "fp16", base, tmp_path / "cache")
-    assert path.parent == tmp_path / "cache" and path.name == f"a-fp16-{base}.engine"
+    assert path.parent == tmp_path / "cache" and path.name == f"a.fp16.{base}.engine"
 
 
 def test_cache_dir_default_honours_edgeano_cache(tmp_path, monkeypatch):
@@ -218,6 +199,11 @@ def test_build_flag_errors_are_one_line(tmp_path, build_cli):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(g), str(foreign))
     (tmp_path / "empty").mkdir()
+    dyn, dyn16 = tiny_onnx(tmp_path / "d.onnx"), tiny_onnx(tmp_path / "d.fp16.onnx", precision="fp16")
+    bad_size = tiny_onnx(tmp_path / "bad.onnx")
+    m = onnx.load(str(bad_size))
+    set_onnx_metadata(m, dict(get_onnx_metadata(m), input=dict(get_onnx_metadata(m)["input"], size=[8, 8])))
+    onnx.save(m, str(bad_size))
     cases = [
         ((tmp_path / "nope.onnx",), "not found"),
         ((foreign,), "not an edgeano artifact"),
@@ -228,6 +214,11 @@ def test_build_flag_errors_are_one_line(tmp_path, build_cli):
         ((plain, "--workspace", "0"), "--workspace"),
         ((plain, "--dla", "0"), "DLA runs FP16 or INT8"),
         ((plain, "--out", tmp_path / "m.onnx2"), "--out"),
+        ((plain, "--opt-batch", "1"), "--opt-batch: "),  # a fixed batch has nothing to tune
+        ((dyn, "--batch", "4", "--opt-batch", "5"), "--opt-batch 5: must be between 1 and --batch 4"),
+        ((dyn16, "--batch", "4", "--opt-batch", "2", "--dla", "0"), "DLA runs one static shape"),
+        ((plain, "--device", "-1"), "--device -1"),
+        ((bad_size, "--precision", "fp32"), "metadata input.size[0] (height) is 8"),  # check_io, as every runner
     ]
     for args, expected in cases:
         line = one_line_error(build_cli(*args))
@@ -238,19 +229,89 @@ def test_build_flag_errors_are_one_line(tmp_path, build_cli):
 def test_build_without_tensorrt_prints_the_device_command(tmp_path, build_cli, monkeypatch):
     monkeypatch.setenv("EDGEANO_NO_TENSORRT", "1")
     onnx_path = tiny_onnx(tmp_path / "m.onnx")
-    line = one_line_error(build_cli(onnx_path, "--precision", "fp16", "--batch", "4"))
+    line = one_line_error(build_cli(onnx_path, "--precision", "fp16", "--batch", "4", "--opt-batch", "2", "--tf32"))
     assert "cannot build here" in line
-    assert f"`edgeano build {onnx_path} --precision fp16 --batch 4 --out {tmp_path / 'm_fp16.engine'}`" in line
+    assert (f"`edgeano build {onnx_path} --precision fp16 --batch 4 --opt-batch 2 --out {tmp_path / 'm.fp16.engine'} "
+            "--tf32`") in line
+    fp16 = tiny_onnx(tmp_path / "m.fp16.onnx", precision="fp16")  # no --precision: the ONNX's own
+    assert f"--precision fp16 --out {tmp_path / 'm.fp16.engine'}`" in one_line_error(build_cli(fp16))
     assert not list(tmp_path.glob("*.engine*"))
+
+
+@pytest.mark.parametrize("onnx_name, precision, engine_name", [
+    ("best.onnx", "fp32", "best.fp32.engine"), ("best.onnx", "fp16", "best.fp16.engine"),
+    ("best.fp16.onnx", "fp16", "best.fp16.engine"), ("best.int8.onnx", "int8", "best.int8.engine"),
+    ("model_v2.onnx", "int8", "model_v2.int8.engine"),
+])
+def test_one_engine_naming_rule(tmp_path, onnx_name, precision, engine_name):
+    from edgeano.runtime.trt_build import default_engine_path
+
+    assert default_engine_path(tmp_path / onnx_name, precision) == tmp_path / engine_name
+    key = cache_key("0" * 64, precision, "10.3.0", DEVICE)
+    assert cached_engine_path(tmp_path / onnx_name, precision, key, tmp_path).name == engine_name.replace(".engine", f".{key}.engine")
+
+
+def test_build_refuses_external_data_outside_the_model_folder(tmp_path, build_cli):
+    """TensorRT's parser reads external weights itself: the ONNX loader's location check runs first."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeano.runtime.trt_build import inspect_onnx
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    meta = get_onnx_metadata(onnx.load(str(tiny_onnx(tmp_path / "t.onnx"))))
+    w = numpy_helper.from_array(np.ones((1,), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Mul", ["input", "w"], ["x"]),
+                           helper.make_node("ReduceMean", ["x"], ["score"], axes=[1, 2, 3], keepdims=0),
+                           helper.make_node("ReduceMean", ["x"], ["anomaly_map"], axes=[1], keepdims=0)], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                          [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+                           helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", SIZE, SIZE])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    set_onnx_metadata(model, meta)
+    onnx.save(model, str(folder / "ok.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0)
+    assert inspect_onnx(folder / "ok.onnx").input_shape == (-1, 3, SIZE, SIZE)  # inside its folder: fine
+    (tmp_path / "secret.bin").write_bytes(np.ones(1, np.float32).tobytes())
+    evil = onnx.load(str(folder / "ok.onnx"), load_external_data=False)
+    for kv in evil.graph.initializer[0].external_data:
+        if kv.key == "location":
+            kv.value = "../secret.bin"
+    onnx.save(evil, str(folder / "evil.onnx"))
+    result = build_cli(folder / "evil.onnx", "--precision", "fp32")
+    line = one_line_error(result)
+    assert result.exit_code == 2 and "external weight data is refused" in line and "outside" in line
+    for kv in evil.graph.initializer[0].external_data:
+        if kv.key == "location":
+            kv.value = "gone.bin"  # inside the folder, but missing: the ONNX loader's own check
+    onnx.save(evil, str(folder / "gone.onnx"))
+    result = build_cli(folder / "gone.onnx", "--precision", "fp32")
+    assert result.exit_code == 2 and "external weight data is refused" in one_line_error(result)
+
+
+def test_calibration_cache_key_changes_with_what_decides_the_scales(tmp_path, texture_data):
+    from edgeano.calibration.reader import calibration_paths
+    from edgeano.runtime.trt_calibrator import calibration_cache_key
+
+    paths = calibration_paths(texture_data, 8)
+    base = calibration_cache_key("a" * 64, "10.3.0", paths, 8)
+    assert base == calibration_cache_key("a" * 64, "10.3.0", list(paths), 8) and len(base) == 16
+    copy = tmp_path / paths[0].name
+    copy.write_bytes(paths[0].read_bytes() + b"x")  # same name, other bytes
+    variants = [calibration_cache_key("b" * 64, "10.3.0", paths, 8), calibration_cache_key("a" * 64, "8.6.1", paths, 8),
+                calibration_cache_key("a" * 64, "10.3.0", paths[:-1], 8), calibration_cache_key("a" * 64, "10.3.0", paths, 4),
+                calibration_cache_key("a" * 64, "10.3.0", [copy] + paths[1:], 8)]
+    assert len(set(variants + [base])) == len(variants) + 1
 
 
 # -- calibration data (the part of the calibrator that runs without TensorRT) ------------------------
 def test_calibration_images_and_batches(texture_data):
-    from edgeano.runtime.trt_calibrator import calibration_batches, calibration_images
+    from edgeano.calibration.reader import calibration_paths
+    from edgeano.runtime.trt_calibrator import MAX_IMAGES, calibration_batches
 
-    paths = calibration_images(texture_data)  # MVTec layout: train/good only
+    paths = calibration_paths(texture_data, MAX_IMAGES)  # the one picker (ORT and TensorRT): MVTec train/good only
     assert len(paths) == 40 and all(p.parent.name == "good" and p.parent.parent.name == "train" for p in paths)
-    few = calibration_images(texture_data, limit=7)
+    few = calibration_paths(texture_data, 7)
     assert len(few) == 7 and few[0] == paths[0] and few[-1] == paths[-1]
     pre = Preprocess(size=(SIZE, SIZE))
     batches = list(calibration_batches(paths[:10], pre, 4))
@@ -259,7 +320,39 @@ def test_calibration_images_and_batches(texture_data):
     np.testing.assert_array_equal(batches[2][2], batches[2][0])  # padding repeats real images
 
 
+@pytest.mark.skipif(TRT_API is None, reason="trt-api tool (../shared/tools/trt-api) not found")
+def test_call_checker_sees_methods_on_tensorrt_objects(tmp_path):
+    """tools/check_trt_calls.py is not vacuous: a wrong method on a TensorRT object, a method of the
+    module passed as `trt`, and a name holding another class than the checker assumes all fail."""
+    src = tmp_path / "uses_trt.py"
+    src.write_text("def build(trt, logger):\n"
+                   "    builder = trt.Builder(logger)\n"
+                   "    config = builder.create_network(0)\n"  # a network under the name of a config
+                   "    config.set_flagg(trt.BuilderFlag.FP16)\n"
+                   "    trt.BuilderFlag.NOPE\n"
+                   "    self.context.execute_async_v2(0, 0)\n")
+    out = subprocess.run(["bash", str(TRT_API / "trt-python"), "10.3.0", str(ROOT / "tools" / "check_trt_calls.py"), str(src)],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHON=sys.executable))
+    assert out.returncode == 1, out.stdout + out.stderr
+    for expected in ("MISSING   trt.IBuilderConfig.set_flagg", "MISSING   trt.BuilderFlag.NOPE",
+                     "MISSING   trt.IExecutionContext.execute_async_v2", "MISMATCH  config = ...create_network(...) makes "
+                     "trt.INetworkDefinition"):
+        assert expected in out.stdout, out.stdout
+
+
 # -- import hygiene and the TensorRT API check -----------------------------------------------------------
+def test_device_path_parses_as_python_38():
+    """JetPack 5.1 runs Python 3.8 (jetson/README.md): no newer syntax on the device path."""
+    import ast
+
+    files = [p for d in ("runtime", "stream", "cli") for p in (ROOT / "edgeano" / d).glob("*.py")]
+    files += [p for p in (ROOT / "edgeano" / "evaluation").glob("*.py")]
+    files += [ROOT / "edgeano" / f for f in ("artifact.py", "compare.py", "golden.py", "errors.py", "fileio.py", "loaders.py",
+                                             "bench.py")]
+    for path in files:
+        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 8))
+
+
 def test_tensorrt_modules_import_without_torch_or_onnxruntime():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
             "import edgeano.runtime.tensorrt, edgeano.runtime.trt_build, edgeano.runtime.trt_calibrator\n"
@@ -274,75 +367,6 @@ def test_trt_api_names_exist_in_every_supported_version():
     out = subprocess.run(["bash", str(ROOT / "tools" / "check_trt_api.sh"), str(TRT_API)],
                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHON=sys.executable))
     assert out.returncode == 0, out.stdout + out.stderr
-    for v in ("8.6.1", "10.3.0", "10.16.1.11", "11.4.0.106"):
+    for v in ("8.5.2", "8.6.1", "10.3.0", "10.16.1.11", "11.4.0.106"):
         assert f"TensorRT {v}:" in out.stdout and "(all gated: yes)" in out.stdout
     assert "check_trt_api: OK" in out.stdout
-
-
-# -- on a machine with TensorRT and a GPU (pytest -m tensorrt) -----------------------------------------
-def ort_outputs(onnx_path, x):
-    from edgeano.runtime.onnxruntime import OnnxRuntimeRunner
-
-    return OnnxRuntimeRunner(onnx_path).infer(x)
-
-
-@pytest.mark.tensorrt
-@needs_trt
-@pytest.mark.parametrize("precision, tol", [("fp32", 1e-4), ("fp16", 2e-2)])
-def test_build_and_infer_matches_onnxruntime(tmp_path, precision, tol):
-    from edgeano.runtime.tensorrt import TensorRTRunner
-    from edgeano.runtime.trt_build import build_engine
-
-    onnx_path = tiny_onnx(tmp_path / f"m_{precision}.onnx", precision=precision)
-    engine = tmp_path / "m.engine"
-    side = build_engine(onnx_path, engine, precision=precision, max_batch=4, timing_cache=tmp_path / "timing.cache")
-    assert engine.is_file() and sidecar_path(engine).is_file() and (tmp_path / "timing.cache").stat().st_size > 0
-    assert side["tensorrt"]["max_batch"] == 4 and side["precision"] == precision
-    runner = TensorRTRunner(engine)
-    assert runner.max_batch == 4 and set(runner.output_names) == {"score", "anomaly_map"}
-    rng = np.random.default_rng(0)
-    for n in (1, 3, 4):  # output shapes follow the batch
-        x = rng.random((n, 3, SIZE, SIZE), dtype=np.float32)
-        got, ref = runner.infer(x), ort_outputs(onnx_path, x)
-        assert got["score"].shape == (n,) and got["anomaly_map"].shape == (n, SIZE, SIZE)
-        np.testing.assert_allclose(got["score"], ref["score"], atol=tol)
-        np.testing.assert_allclose(got["anomaly_map"], ref["anomaly_map"], atol=tol)
-    runner.close()
-    with Engine.load(engine) as eng:  # the public API: batches larger than max_batch are split
-        res = eng.score([np.full((24, 24, 3), v, np.uint8) for v in (10, 60, 110, 160, 210, 250)])
-    np.testing.assert_allclose(res.scores, np.array([10, 60, 110, 160, 210, 250]) / 255, atol=tol)
-
-
-@pytest.mark.tensorrt
-@needs_trt
-def test_engine_cache_builds_once_and_stale_sidecar_is_refused(tmp_path):
-    import tensorrt as trt
-
-    from edgeano.runtime.engine_cache import cached_tensorrt_runner
-    from edgeano.runtime.tensorrt import TensorRTRunner
-
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
-    cache = tmp_path / "cache"
-    r1 = cached_tensorrt_runner(onnx_path, cache_dir=cache)
-    engines = list(cache.glob("*.engine"))
-    assert len(engines) == 1
-    mtime = engines[0].stat().st_mtime_ns
-    r1.close()
-    r2 = cached_tensorrt_runner(onnx_path, cache_dir=cache)
-    assert engines[0].stat().st_mtime_ns == mtime and r2.path == engines[0]
-    r2.close()
-    side = json.loads(sidecar_path(engines[0]).read_text())
-    side["tensorrt"]["version"] = "7.0.0"
-    sidecar_path(engines[0]).write_text(json.dumps(side))
-    with pytest.raises(EdgeanoError, match=f"TensorRT 7.0.0 .* this is TensorRT {trt.__version__}.*edgeano build"):
-        TensorRTRunner(engines[0])
-
-
-@pytest.mark.tensorrt
-@needs_trt
-def test_build_cli_writes_engine_and_sidecar(tmp_path, build_cli):
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
-    result = build_cli(onnx_path, "--precision", "fp32", "--batch", "2", "--out", tmp_path / "m.engine")
-    assert result.exit_code == 0, result.output
-    side = read_sidecar(tmp_path / "m.engine")
-    assert side["tensorrt"]["max_batch"] == 2 and "next: edgeano" in result.output

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks of the Jetson deployment folder (no Jetson needed), called from .ci/run:
-#   1. shellcheck on jetson/*.sh (installed with apt-get when missing and we are root)
+#   1. shellcheck on jetson/*.sh and scripts/device_check.sh (installed with apt-get when missing and we are root)
 #   2. the systemd unit: required keys (always) and `systemd-analyze verify` where it exists
 #   3. the Dockerfile: L4T base matching JetPack 6, edgeano installed with --no-deps, no pip OpenCV
 #   4. the env file and README cover what the unit and the brief need
@@ -17,7 +17,7 @@ if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v
     (apt-get install -y -qq shellcheck >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1; }) || true
 fi
 shopt -s nullglob
-scripts=(jetson/*.sh tools/check_jetson.sh)
+scripts=(jetson/*.sh tools/check_jetson.sh scripts/device_check.sh)
 if command -v shellcheck >/dev/null 2>&1; then
     if shellcheck -x "${scripts[@]}"; then ok "shellcheck ${scripts[*]}"; else bad "shellcheck ${scripts[*]}"; fi
 else

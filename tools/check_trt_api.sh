@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Checks every TensorRT name edgeano uses against the real Python bindings of each TensorRT version
-# it supports (8.6 and 10.3 on JetPack 6, 10.x and 11.x on desktops), without TensorRT or a GPU.
+# Checks every TensorRT name edgeano uses against the Python bindings of each TensorRT version it
+# supports (8.5 on JetPack 5.1, 8.6 and 10.3 on JetPack 6, 10.x and 11.x on desktops), without
+# TensorRT or a GPU. 8.5.2 is trt-api's names-only stand-in (no bindings of it on PyPI).
 #
 #   tools/check_trt_api.sh [TRT_API_DIR]      default: ../shared/tools/trt-api beside the repo
 #
-# Uses trt-api (setup.sh + check.py). A MISSING name fails the check unless tools/trt_api_allow.txt
-# lists it for that version, i.e. it sits in a branch gated off for that version. An allowlist entry
-# that is no longer MISSING also fails, so the list stays exact. UNKNOWN lines are printed only.
+# Two checkers per version, on every edgeano file that uses `trt.`:
+#   trt-api's check.py          chains rooted at an imported tensorrt (trt.BuilderFlag.FP16)
+#   tools/check_trt_calls.py    the module passed as a `trt` parameter, and methods/attributes used
+#                               on TensorRT objects (config.set_flag, self.context.execute_async_v3)
+# A MISSING name fails the check unless tools/trt_api_allow.txt lists it for that version, i.e. it
+# sits in a branch gated off for that version. An allowlist entry that is no longer MISSING also
+# fails, so the list stays exact. MISMATCH (a name that does not hold the class the checker assumes)
+# fails. UNKNOWN lines (check.py) are printed only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 api="${1:-${TRT_API_DIR:-$root/../shared/tools/trt-api}}"
 allow_file="$root/tools/trt_api_allow.txt"
-versions=(8.6.1 10.3.0 10.16.1.11 11.4.0.106)
+versions=(8.5.2 8.6.1 10.3.0 10.16.1.11 11.4.0.106)
 if [ -z "${PYTHON:-}" ]; then
   if [ -x "$root/.venv/bin/python" ]; then PYTHON="$root/.venv/bin/python"; else PYTHON=python3; fi
 fi
@@ -21,8 +27,8 @@ export PYTHON
   { cat "${TMPDIR:-/tmp}/check_trt_api.setup.log" >&2; echo "check_trt_api: setup.sh failed" >&2; exit 2; }
 
 cd "$root"
-mapfile -t files < <(grep -rlE --include='*.py' '^[[:space:]]*(import tensorrt|from tensorrt)' edgeano | sort)
-[ ${#files[@]} -gt 0 ] || { echo "check_trt_api: no file imports tensorrt" >&2; exit 2; }
+mapfile -t files < <(grep -rlE --include='*.py' '(^[[:space:]]*(import tensorrt|from tensorrt)|\btrt\.)' edgeano | sort)
+[ ${#files[@]} -gt 0 ] || { echo "check_trt_api: no file uses tensorrt" >&2; exit 2; }
 echo "check_trt_api: ${#files[@]} files: ${files[*]}"
 
 allowed() { grep -vE '^[[:space:]]*(#|$)' "$allow_file" | sed 's/#.*//' | awk -v v="$1" '$1==v {print $2}' | sort -u; }
@@ -30,9 +36,14 @@ allowed() { grep -vE '^[[:space:]]*(#|$)' "$allow_file" | sed 's/#.*//' | awk -v
 fail=0
 for v in "${versions[@]}"; do
   out=$("$api/trt-python" "$v" "$api/check.py" "${files[@]}" 2>&1 || true)
-  if ! printf '%s\n' "$out" | grep -q "^TensorRT $v\$"; then
-    fail=1; echo "FAIL TensorRT $v: check.py did not run ($(printf '%s\n' "$out" | tail -n1))"; continue
+  calls=$("$api/trt-python" "$v" "$root/tools/check_trt_calls.py" "${files[@]}" 2>&1 || true)
+  if ! printf '%s\n' "$out" | grep -q "^TensorRT $v\$" || ! printf '%s\n' "$calls" | grep -q "^TensorRT $v\$"; then
+    fail=1; echo "FAIL TensorRT $v: a checker did not run ($(printf '%s\n' "$out" "$calls" | grep -v '^TensorRT' | tail -n1))"; continue
   fi
+  if printf '%s\n' "$calls" | grep -q '^MISMATCH'; then
+    fail=1; printf '%s\n' "$calls" | grep '^MISMATCH' | sed "s/^/FAIL TensorRT $v: /"
+  fi
+  out=$(printf '%s\n' "$out" "$calls")
   missing=$(printf '%s\n' "$out" | awk '$1=="MISSING" {print $2}' | sort -u)
   allow=$(allowed "$v")
   bad=$(comm -23 <(printf '%s\n' "$missing" | sed '/^$/d') <(printf '%s\n' "$allow" | sed '/^$/d'))

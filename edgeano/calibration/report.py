@@ -15,8 +15,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edgeano.compare import compare_output
 from edgeano.errors import EdgeanoError
-from edgeano.evaluation.metrics import auroc, rank_correlation
+from edgeano.evaluation.metrics import auroc
 from edgeano.runtime.engine import Engine
 
 BATCH = 32
@@ -39,25 +40,17 @@ def score_frames(engine: Engine, frames: Sequence[np.ndarray], desc: str = "", p
 
 
 def agreement(ref: np.ndarray, got: np.ndarray) -> Dict[str, float]:
-    """Pearson and Spearman correlation, largest absolute and relative score difference."""
-    ref = np.asarray(ref, np.float64)
-    got = np.asarray(got, np.float64)
-    diff = np.abs(got - ref)
-    pearson = float(np.corrcoef(ref, got)[0, 1]) if ref.size > 1 and ref.std() > 0 and got.std() > 0 else float("nan")
-    return {
-        "n": int(ref.size),
-        "pearson": pearson,
-        "spearman": rank_correlation(ref, got) if ref.size > 1 else float("nan"),
-        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
-        "max_rel_diff": float((diff / np.maximum(np.abs(ref), 1e-12)).max()) if diff.size else 0.0,
-    }
+    """Pearson and Spearman correlation, largest absolute and relative score difference (edgeano.compare)."""
+    m = compare_output("score", np.asarray(got).reshape(-1), np.asarray(ref).reshape(-1)).metrics
+    return {"n": int(np.asarray(ref).size), "pearson": m.get("pearson", float("nan")), "spearman": m.get("spearman", float("nan")),
+            "max_abs_diff": m.get("max_abs", float("inf")), "max_rel_diff": m.get("max_rel", float("inf"))}
 
 
 def map_agreement(ref: Optional[np.ndarray], got: Optional[np.ndarray]) -> Dict[str, float]:
     if ref is None or got is None:
         return {}
-    peak = float(np.abs(ref).max()) or 1.0
-    return {"map_max_abs_diff": float(np.abs(got - ref).max()), "map_max_abs_diff_rel_to_peak": float(np.abs(got - ref).max()) / peak}
+    m = compare_output("anomaly_map", got, ref).metrics
+    return {"map_max_abs_diff": m.get("max_abs", float("inf")), "map_max_abs_diff_rel_to_peak": m.get("peak_rel", float("inf"))}
 
 
 def build_report(fp32_path: Path, int8_path: Path, normal_frames: Sequence[np.ndarray], eval_dir=None,

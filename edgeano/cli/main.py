@@ -9,7 +9,7 @@ import click
 from edgeano import __version__
 
 # Order here is the order in `edgeano --help`.
-COMMAND_MODULES = ("train", "evaluate", "export", "calibrate", "build", "run", "bench", "demo")
+COMMAND_MODULES = ("train", "evaluate", "export", "calibrate", "build", "verify", "run", "bench", "doctor", "demo")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

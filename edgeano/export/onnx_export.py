@@ -46,33 +46,25 @@ def export_onnx(model: AnomalyModel, path, meta: Dict, opset: int = DEFAULT_OPSE
     return write_bytes(path, proto.SerializeToString())
 
 
-def max_rel_diff(ref: np.ndarray, got: np.ndarray, floor: float = 1e-6) -> float:
-    """max |got - ref| / max(|ref|, floor): relative difference, robust to zeros."""
-    ref = np.asarray(ref, np.float64)
-    got = np.asarray(got, np.float64)
-    if ref.shape != got.shape:
-        return float("inf")
-    return float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), floor))) if ref.size else 0.0
+def compare_engines(ref, other, frames: Sequence[np.ndarray], tolerances=None, labels=None) -> Dict:
+    """Score the same frames with two Engines and compare them with `edgeano.compare` (the one
+    comparator): score and map differences, plus "comparison" (the full result, tolerances applied)."""
+    from edgeano.compare import compare
 
-
-def max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
-    ref = np.asarray(ref, np.float64)
-    got = np.asarray(got, np.float64)
-    return float(np.max(np.abs(got - ref))) if ref.size else 0.0
-
-
-def compare_engines(ref, other, frames: Sequence[np.ndarray]) -> Dict[str, float]:
-    """Run two Engines on the same frames (Polygraphy's comparator): score and map differences."""
     a, b = ref.score(frames), other.score(frames)
-    out = {
-        "n": len(frames),
-        "score_max_rel": max_rel_diff(a.scores, b.scores),
-        "score_max_abs": max_abs_diff(a.scores, b.scores),
-    }
-    if a.maps is not None and b.maps is not None:
-        scale = float(np.max(np.abs(a.maps))) or 1.0
-        out["map_max_abs"] = max_abs_diff(a.maps, b.maps)
-        out["map_max_rel_to_peak"] = out["map_max_abs"] / scale
+    result = compare(_named(b), _named(a), tolerances, labels)
+    score = result.outputs["score"].metrics
+    out = {"n": len(frames), "score_max_rel": score.get("max_rel", float("inf")),
+           "score_max_abs": score.get("max_abs", float("inf")), "comparison": result}
+    if "anomaly_map" in result.outputs and b.maps is not None:
+        amap = result.outputs["anomaly_map"].metrics
+        out["map_max_abs"] = amap.get("max_abs", float("inf"))
+        out["map_max_rel_to_peak"] = amap.get("peak_rel", float("inf"))
     return out
+
+
+def _named(res) -> Dict[str, np.ndarray]:
+    """An Engine Result as {output name: array}, the comparator's form."""
+    return {"score": res.scores, **({} if res.maps is None else {"anomaly_map": res.maps})}
 
 

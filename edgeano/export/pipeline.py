@@ -10,14 +10,16 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edgeano.compare import TOLERANCES
 from edgeano.data.datasets import good_frames
 from edgeano.data.synthetic import texture_frames
 from edgeano.errors import EdgeanoError
 from edgeano.export.onnx_export import compare_engines, export_onnx
+from edgeano.golden import N_IMAGES, golden_name, write_golden
 from edgeano.loaders import is_checkpoint, resolve_model
 
 report = logging.getLogger(__name__)  # progress and results; the CLI prints them
-FP32_SCORE_RTOL = 1e-4  # issue contract: ONNX Runtime FP32 vs PyTorch, largest relative score difference
+FP32_SCORE_RTOL = TOLERANCES[("onnxruntime", "fp32")]["score"]["max_rel"]  # the parity table's ONNX Runtime FP32 bound
 
 
 def _run_data(ckpt_path: Path) -> Optional[str]:
@@ -64,10 +66,10 @@ def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
         for prec, p in onnx_paths.items():
             report.info(f"  edgeano build {p} --precision {prec}")
         return
-    from edgeano.runtime.trt_build import build_engine
+    from edgeano.runtime.trt_build import build_engine, default_engine_path
 
     for prec, p in onnx_paths.items():
-        engine = p.with_suffix(".engine")
+        engine = default_engine_path(p, prec)
         build_engine(p, engine, precision=prec)
         report.info(f"wrote {engine} (TensorRT {prec})")
 
@@ -91,13 +93,14 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
     from edgeano.runtime.engine import Engine
 
     model_obj, ckpt = load_checkpoint(ckpt_path)
-    meta = checkpoint_metadata(model_obj, ckpt, source_checkpoint=ckpt_path.name)
+    meta = checkpoint_metadata(model_obj, ckpt, source_checkpoint=ckpt_path.name, golden=golden_name(out_path))
     export_onnx(model_obj, out_path, meta, opset=opset, dynamic_batch=dynamic_batch)
     report.info(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
     frames, where = parity_frames(ckpt_path, data)
     report.info(f"checking against PyTorch on {where}")
     ref = Engine(TorchRunner(model_obj), meta)
     check_parity(ref, out_path, frames, "FP32", FP32_SCORE_RTOL)
+    report.info(f"wrote {write_golden(out_path, ref, frames, where)} (PyTorch's outputs on {min(len(frames), N_IMAGES)} images: `edgeano verify`)")
     outputs = {"fp32": out_path}
 
     if fp16:

@@ -2,6 +2,10 @@
 
     eng = Engine.load("model.onnx")           # or model.engine (TensorRT)
     res = eng.score([frame1, frame2])         # res.scores, res.labels, res.maps
+
+A runner (one per backend, `RUNNERS`) has `meta`, `output_names`, `infer(x) -> {name: array}`,
+`max_batch` (largest rows per call, 0 = any), `min_batch` (smallest, default 1: a fixed batch N
+has both N) and `close()`. `Engine.infer` splits, pads and slices to that range for every runner.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 
 from edgeano.artifact import preprocess_of
 from edgeano.errors import EdgeanoError
+from edgeano.runtime.io_plan import batch_calls, pad_batch, slice_outputs
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -107,14 +112,23 @@ class Engine:
         """Largest batch the runner takes in one call (0 = any)."""
         return int(getattr(self.runner, "max_batch", 0) or 0)
 
+    @property
+    def min_batch(self) -> int:
+        """Smallest batch the runner takes in one call (a fixed batch N: N)."""
+        return max(1, int(getattr(self.runner, "min_batch", 1) or 1))
+
     # -- inference -----------------------------------------------------------------------------
     def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:
-        """Raw outputs for a preprocessed NCHW batch, split to the runner's batch limit."""
+        """Raw outputs for a preprocessed NCHW batch: split to the runner's largest batch, a short
+        call padded to its smallest (a fixed batch N scores 1 or 3 frames), outputs sliced back."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        mb = self.max_batch
-        if not mb or x.shape[0] <= mb:
+        calls = batch_calls(int(x.shape[0]), self.min_batch, self.max_batch)
+        if not calls:
             return self.runner.infer(x)
-        parts: List[Dict[str, np.ndarray]] = [self.runner.infer(x[i : i + mb]) for i in range(0, x.shape[0], mb)]
+        parts: List[Dict[str, np.ndarray]] = [slice_outputs(self.runner.infer(pad_batch(x[a:b], size)), b - a)
+                                              for a, b, size in calls]
+        if len(parts) == 1:
+            return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def score(self, frames: Sequence[np.ndarray]) -> Result:

@@ -40,6 +40,7 @@ class OnnxRuntimeRunner:
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.max_batch = 0 if self.input_shape[0] == -1 else int(self.input_shape[0])
+        self.min_batch = max(1, self.max_batch)  # a fixed batch N takes exactly N rows (Engine.infer pads)
         self.name = f"onnxruntime-{self.meta.get('precision', 'fp32')}"
 
     def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:

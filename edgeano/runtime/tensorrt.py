@@ -3,8 +3,9 @@
     runner = TensorRTRunner("model.engine")    # reads model.engine.json (metadata, TRT version, device)
     out = runner.infer(x)                     # x: NCHW float32, N <= runner.max_batch
 
-pycuda device buffers, page-locked host buffers, one stream, async copies. TensorRT >= 10 runs
-`execute_async_v3` on named tensor addresses; 8.x runs `execute_async_v2` on a bindings list.
+pycuda device buffers, page-locked host buffers, one stream, async copies, `execute_async_v3` on
+named tensor addresses (TensorRT 8.5 and later). Buffer sizes, per-call shapes and the padding of
+a short batch come from the pure I/O plan (`io_plan.plan_io`), tested without a GPU.
 `tensorrt` and `pycuda` are imported lazily (inside functions), so this module imports on any
 machine, and the pure checks below (`read_sidecar`, `check_sidecar`) are testable without a GPU.
 Never imports torch or onnxruntime.
@@ -15,14 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from edgeano.artifact import sidecar_path, validate
+from edgeano.artifact import check_io, sidecar_path, validate
 from edgeano.errors import EdgeanoError
+from edgeano.runtime.io_plan import pad_batch, plan_io, profile_error, slice_outputs
 
 SIDECAR_SCHEMA = 1
 
@@ -32,7 +35,7 @@ def trt_major(version: str) -> int:
     return int(str(version).split(".")[0])
 
 
-def tensorrt_available() -> Tuple[bool, str]:
+def tensorrt_available(index: int = 0) -> Tuple[bool, str]:
     """(True, "TensorRT x.y on <GPU>") where the tensorrt and pycuda packages import and a CUDA
     GPU answers, else (False, why). EDGEANO_NO_TENSORRT=1 forces False (e.g. to compare backends)."""
     if os.environ.get("EDGEANO_NO_TENSORRT"):
@@ -42,7 +45,7 @@ def tensorrt_available() -> Tuple[bool, str]:
     except ImportError as e:  # also covers a broken install (missing libnvinfer)
         return False, f"TensorRT is not installed here ({str(e).splitlines()[0][:120]})"
     try:
-        dev = device_info()
+        dev = device_info(index)
     except EdgeanoError as e:
         return False, str(e)
     return True, f"TensorRT {trt.__version__} on {dev['name']} (sm {dev['compute_capability']})"
@@ -150,7 +153,11 @@ class _Logger:
 
 
 class TensorRTRunner:
-    """Runs a serialized engine. `meta` is the sidecar: the artifact metadata + a `tensorrt` section."""
+    """Runs a serialized engine. `meta` is the sidecar: the artifact metadata + a `tensorrt` section.
+
+    Everything it allocates (TensorRT objects, device and page-locked buffers, the stream) is
+    registered on one ExitStack as it is made, released with the device context pushed, by `close()`
+    or by a failed `__init__`; every push is paired with its pop in the same thread (`_pushed`)."""
 
     def __init__(self, engine_path, device: int = 0, check_device: bool = True, threads=None, providers=None):
         # threads/providers are ONNX Runtime options; accepted so callers can pass one set of options.
@@ -163,98 +170,109 @@ class TensorRTRunner:
 
         self._trt, self._cuda = trt, cuda
         self._lock = threading.Lock()  # one context + one set of buffers: one call at a time
+        self._held = contextlib.ExitStack()  # released with the context pushed, newest first
+        self._ctx = None
         dev = device_info(device)
         stale = check_sidecar(self.meta, trt.__version__, dev, self.path) if check_device else None
         if stale:
             raise EdgeanoError(stale)
-        self._v3 = trt_major(trt.__version__) >= 10
         # TensorRT uses the CUDA runtime, i.e. the device's primary context; share it and push it
         # around every call so the runner also works from the stream loop's worker thread.
         self._ctx = cuda.Device(device).retain_primary_context()
-        self._ctx.push()
         try:
-            self._load(trt, cuda)
+            with _pushed(cuda, self._ctx):
+                self._load(trt, cuda)
         except BaseException:
-            cuda.Context.pop()
-            self._ctx.detach()
-            self._ctx = None
+            self._release()
             raise
-        cuda.Context.pop()
         self.name = f"tensorrt-{self.meta.get('precision', 'fp32')}"
 
+    def _keep(self, obj, release=None):
+        """Hold `obj` until close; `release` (e.g. a free) runs then, with the context pushed."""
+        if release is not None:
+            self._held.callback(release)
+        return obj
+
     def _load(self, trt, cuda) -> None:
-        runtime = trt.Runtime(_Logger.get(trt))
+        runtime = self._runtime = trt.Runtime(_Logger.get(trt))
+        self.engine = self.context = None
+        # released last (newest first), still with the context pushed: execution context, engine, runtime
+        self._held.callback(self._drop, "context", "engine", "_runtime")
+        dla_core = self.meta["tensorrt"].get("dla_core")
+        if dla_core is not None:  # before deserialising: the engine runs on the core it was built for
+            runtime.DLA_core = int(dla_core)
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise EdgeanoError(f"TensorRT could not load {self.path} (corrupt, or built by another TensorRT version); "
                                f"{rebuild_command(self.meta, self.path)}")
-        self._runtime, self.engine = runtime, engine
-        self.context = engine.create_execution_context()
+        self.engine = engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if len(inputs) != 1:
-            raise EdgeanoError(f"{self.path}: expected one input tensor, found {len(inputs)}")
-        self.input_name = inputs[0]
-        self.output_names = [n for n in names if n not in inputs]
-        shape = tuple(engine.get_tensor_shape(self.input_name))
-        self.dynamic = shape[0] == -1
-        # Dynamic batch: the largest batch of optimisation profile 0 (min, opt, max).
-        self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0]) if self.dynamic else int(shape[0])
-        self.input_shape = (self.max_batch,) + shape[1:]
-        self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-        # Buffers sized for max_batch; per call only the first N rows are copied.
+        modes = {n: engine.get_tensor_mode(n) for n in names}
+        tensors = [(n, "input" if modes[n] == trt.TensorIOMode.INPUT else "output", tuple(engine.get_tensor_shape(n)),
+                    np.dtype(trt.nptype(engine.get_tensor_dtype(n))).name) for n in names]
+        inputs = [t[0] for t in tensors if t[1] == "input"]
+        profile = None
+        if len(inputs) == 1 and tensors[names.index(inputs[0])][2][:1] == (-1,):
+            profile = tuple(tuple(s) for s in engine.get_tensor_profile_shape(inputs[0], 0))
+        self.plan = plan_io(tensors, profile, str(self.path))
+        check_io(self.meta, [(self.plan.input.name, self.plan.input.shape)], self.plan.output_names, str(self.path))
+        self.input_name, self.output_names = self.plan.input.name, self.plan.output_names
+        self.min_batch, self.max_batch = self.plan.min_batch, self.plan.max_batch
+        self.input_shape = self.plan.shape(self.input_name, self.max_batch)
+        self.context = engine.create_execution_context()
         self.stream = cuda.Stream()
+        self._held.callback(self._drop, "stream")
         self.host, self.device_mem = {}, {}
-        for n in names:
-            full = self.input_shape if n == self.input_name else self._max_output_shape(n)
-            self.host[n] = cuda.pagelocked_empty(int(np.prod(full)), self.dtypes[n])
-            self.device_mem[n] = cuda.mem_alloc(max(1, self.host[n].nbytes))
-        if self._v3:
-            for n in names:
-                self.context.set_tensor_address(n, int(self.device_mem[n]))
-        else:  # 8.x: bindings in binding-index order
-            self.bindings = [0] * len(names)
-            for n in names:
-                self.bindings[engine.get_binding_index(n)] = int(self.device_mem[n])
+        self._held.callback(self._drop, "host", "device_mem")
+        for t in self.plan.tensors:  # sized for the largest batch; a call uses the first rows
+            host = cuda.pagelocked_empty(self.plan.buffer_elements(t.name), np.dtype(t.dtype))
+            self.host[t.name] = self._keep(host, host.base.free)
+            mem = cuda.mem_alloc(max(1, self.plan.buffer_bytes(t.name)))
+            self.device_mem[t.name] = self._keep(mem, mem.free)
+            self.context.set_tensor_address(t.name, int(mem))
+        self._batch = None  # the input shape last set on the context
 
-    def _max_output_shape(self, name):
-        if self.dynamic:
-            self.context.set_input_shape(self.input_name, self.input_shape)
-            return tuple(self.context.get_tensor_shape(name))
-        return tuple(self.engine.get_tensor_shape(name))
+    def _drop(self, *attrs) -> None:
+        for a in attrs:
+            setattr(self, a, None)
 
     def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """Outputs for x (N x C x H x W, N <= max_batch); a batch below the engine's minimum (a fixed
+        batch, a static DLA profile) is padded and the outputs sliced back to N rows."""
         x = np.asarray(x)
-        n = int(x.shape[0])
-        if n < 1 or n > self.max_batch or tuple(x.shape[1:]) != self.input_shape[1:]:
+        n = int(x.shape[0]) if x.ndim else 0
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape[1:] or not 1 <= n <= self.max_batch:
             raise EdgeanoError(f"{self.path}: input {tuple(x.shape)} does not fit the engine "
                                f"(batch 1..{self.max_batch}, {self.input_shape[1:]})")
-        cuda = self._cuda
+        size = self.plan.call_batch(n)
         with self._lock:
-            return self._infer_locked(cuda, x, n)
+            if self._ctx is None:
+                raise EdgeanoError(f"{self.path}: the runner is closed")
+            return slice_outputs(self._call(pad_batch(x, size)), n)
 
-    def _infer_locked(self, cuda, x: np.ndarray, n: int) -> Dict[str, np.ndarray]:
-        self._ctx.push()
-        try:
-            if self.dynamic:
-                self.context.set_input_shape(self.input_name, (n,) + self.input_shape[1:])
-            host_in = self.host[self.input_name]
-            host_in[: x.size] = x.astype(self.dtypes[self.input_name], copy=False).reshape(-1)
-            cuda.memcpy_htod_async(self.device_mem[self.input_name], host_in[: x.size], self.stream)
-            if self._v3:
-                ok = self.context.execute_async_v3(self.stream.handle)
-            else:
-                ok = self.context.execute_async_v2(self.bindings, self.stream.handle)
-            if not ok:
+    def _call(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        cuda, plan, b = self._cuda, self.plan, int(x.shape[0])
+        with _pushed(cuda, self._ctx):
+            if plan.dynamic and self._batch != b:
+                shape = plan.shape(self.input_name, b)
+                if not self.context.set_input_shape(self.input_name, shape):
+                    raise EdgeanoError(profile_error(str(self.path), shape, plan))
+                for name in self.output_names:  # the plan's per-call shapes must be the engine's
+                    got = tuple(self.context.get_tensor_shape(name))
+                    if got != plan.shape(name, b):
+                        raise EdgeanoError(f"{self.path}: output {name!r} has shape {got} for a batch of {b}; "
+                                           f"expected {plan.shape(name, b)}")
+                self._batch = b
+            host_in = self.host[self.input_name][: x.size]
+            host_in[:] = x.astype(host_in.dtype, copy=False).reshape(-1)
+            cuda.memcpy_htod_async(self.device_mem[self.input_name], host_in, self.stream)
+            if not self.context.execute_async_v3(self.stream.handle):
                 raise EdgeanoError(f"{self.path}: TensorRT execution failed (see the TensorRT log line above)")
-            shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in self.output_names}
+            shapes = {name: plan.shape(name, b) for name in self.output_names}
             for name in self.output_names:
-                size = int(np.prod(shapes[name]))
-                cuda.memcpy_dtoh_async(self.host[name][:size], self.device_mem[name], self.stream)
+                cuda.memcpy_dtoh_async(self.host[name][: int(np.prod(shapes[name]))], self.device_mem[name], self.stream)
             self.stream.synchronize()
-        finally:
-            cuda.Context.pop()
-        # Copies out of the page-locked buffers: the next call reuses them.
+        # astype copies out of the page-locked buffers, which the next call reuses
         return {name: self.host[name][: int(np.prod(shapes[name]))].reshape(shapes[name]).astype(np.float32)
                 for name in self.output_names}
 
@@ -262,22 +280,33 @@ class TensorRTRunner:
         if getattr(self, "_ctx", None) is None:
             return
         with self._lock:
-            self._close_locked()
+            self._release()
 
-    def _close_locked(self) -> None:
-        self._ctx.push()
+    def _release(self) -> None:
+        """Free everything held, newest first, with the context pushed; then let the context go."""
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
+            return
         try:
-            for mem in getattr(self, "device_mem", {}).values():
-                mem.free()
-            self.device_mem, self.host = {}, {}
-            self.context = self.engine = self._runtime = None
+            with _pushed(self._cuda, ctx):
+                self._held.close()
         finally:
-            self._cuda.Context.pop()
-            self._ctx.detach()
-            self._ctx = None
+            ctx.detach()
 
     def __del__(self):
+        if sys.is_finalizing():  # interpreter shutdown: the CUDA driver may already be gone
+            return
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown; nothing useful to report
+        except Exception:  # noqa: BLE001 - garbage collection; nothing useful to report
             pass
+
+
+@contextlib.contextmanager
+def _pushed(cuda, ctx):
+    """`ctx` current in this thread for the block: one push, always paired with one pop, here."""
+    ctx.push()
+    try:
+        yield ctx
+    finally:
+        cuda.Context.pop()

@@ -1,39 +1,43 @@
 """On-device INT8 calibration (TensorRT 8.6 / 10.x only) for a plain FP32 ONNX.
 
 TensorRT's IInt8EntropyCalibrator2 feeds normal images, preprocessed by the artifact's own
-`Preprocess`, through the network and picks per-tensor scales. The result is kept in a
-calibration cache beside the engine so a rebuild skips calibration. TensorRT 11 removed
-implicit quantization: there INT8 needs the QDQ ONNX from `edgeano calibrate`.
+`Preprocess`, through the network and picks per-tensor scales. The images are picked by the same
+function as ONNX Runtime calibration (`edgeano.calibration.reader.calibration_paths`). The result
+is kept in a calibration cache beside the engine, keyed by `calibration_cache_key`, so a rebuild
+with the same inputs skips calibration. TensorRT 11 removed implicit quantization: there INT8
+needs the QDQ ONNX from `edgeano calibrate`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
-from edgeano.data.images import list_images, read_images
+from edgeano.data.images import read_images
 from edgeano.data.preprocess import Preprocess
-from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_bytes
 
 MAX_IMAGES = 512  # enough for stable entropy scales; more only slows the build
 
 
-def calibration_images(folder, limit: int = MAX_IMAGES) -> List[Path]:
-    """Images for calibration: an MVTec folder's train/good, else every image under `folder`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EdgeanoError(f"--calib-data {folder} is not a folder of images")
-    good = folder / "train" / "good"
-    paths = list_images(good) if good.is_dir() else list_images(folder, recursive=True)
-    if not paths:
-        raise EdgeanoError(f"--calib-data {folder}: no images found (.png/.jpg/...)")
-    if len(paths) > limit:  # evenly spaced, so the subset covers the whole folder
-        paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, limit)]
-    return paths
+def calibration_cache_key(onnx_sha256: str, trt_version: str, paths: Sequence[Path], batch: int) -> str:
+    """16 hex chars over everything that decides the scales: the ONNX, the TensorRT version, the
+    calibration images (names, sizes, modification times) and the batch. Another image set or a
+    TensorRT upgrade gives another key, so stale scales are never reused."""
+    images = []
+    for p in paths:
+        try:
+            st = Path(p).stat()
+            images.append([str(p), st.st_size, st.st_mtime_ns])
+        except OSError:
+            images.append([str(p), None, None])
+    doc = {"onnx": onnx_sha256, "tensorrt": str(trt_version), "batch": int(batch), "images": images}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def calibration_batches(paths: List[Path], preprocess: Preprocess, batch: int):

@@ -1,0 +1,87 @@
+"""The golden reference and `edgeano verify`: export writes PyTorch's outputs on a few training
+images; verify runs any artifact on them torch-free and compares with the parity tolerances."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeano.artifact import read_onnx_metadata
+from edgeano.golden import N_IMAGES, read_golden, verify_artifact
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None; "
+
+
+def verify_cli(*args):
+    from edgeano.cli.main import cli
+
+    return CliRunner().invoke(cli, ["verify", *map(str, args)])
+
+
+def test_export_writes_the_golden_file_and_every_artifact_points_to_it(exported):
+    art = exported("gaussian")
+    golden = read_golden(art["golden"])
+    assert golden.inputs.shape == (N_IMAGES, 3, 64, 64) and golden.inputs.dtype == np.float32
+    assert set(golden.outputs) == {"score"} and golden.outputs["score"].shape == (N_IMAGES,)
+    assert golden.meta["model"] == "gaussian" and "images from" in golden.meta["source"] and golden.meta["torch"]
+    for precision in ("fp32", "fp16", "int8"):
+        assert read_onnx_metadata(art[precision])["golden"] == "best.golden.npz"
+    assert art["golden"].stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("model", ["gaussian", "ganomaly"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_verify_passes_on_every_onnx_precision(exported, model, precision):
+    result = verify_cli(exported(model)[precision], "--backend", "onnxruntime")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("verify ") and f"(onnxruntime-{precision})" in lines[0] and f"{N_IMAGES} golden image" in lines[0]
+    outputs = {"score"} | ({"anomaly_map"} if model == "ganomaly" else set())
+    assert {ln.split()[0] for ln in lines[1:1 + len(outputs)]} == outputs  # one line per output
+    assert all(" ok " in ln for ln in lines[1:1 + len(outputs)])
+
+
+def test_verify_fails_naming_the_metric_on_altered_weights(exported, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    art = exported("gaussian")
+    model = onnx.load(str(art["fp32"]))
+    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    biggest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biggest) * 1.05, biggest.name))
+    altered = art["fp32"].with_name("altered.onnx")  # beside the golden file its metadata names
+    onnx.save(model, str(altered))
+    result = verify_cli(altered, "--backend", "onnxruntime", "--json", tmp_path / "v.json")
+    assert result.exit_code == 1
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "differs from PyTorch: score.max_rel" in errors[0] and "> 0.0001" in errors[0]
+    assert any(ln.split()[:2] == ["score", "FAIL"] for ln in result.output.splitlines())
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert rep["passed"] is False and rep["failures"] == ["score.max_rel"]
+
+
+def test_verify_is_torch_free_and_bad_input_is_one_line(exported, tmp_path):
+    art = exported("gaussian")
+    code = BLOCK_TORCH + f"sys.argv = ['edgeano', 'verify', {str(art['int8'])!r}]; from edgeano.cli.main import main; main()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "onnxruntime-int8" in r.stdout, r.stderr
+    lonely = tmp_path / "lonely.onnx"  # no golden beside it
+    lonely.write_bytes(art["fp32"].read_bytes())
+    for args, code, expected in (((lonely,), 2, "no golden reference found"),
+                                 ((tmp_path / "nope.onnx",), 2, "artifact not found"),
+                                 ((art["fp32"], "--golden", tmp_path / "nope.npz"), 2, "--golden"),
+                                 ((art["fp32"], "--golden", lonely), 2, "not a readable golden file")):
+        result = verify_cli(*args)
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert result.exit_code == code and len(lines) == 1 and expected in lines[0], (args, result.output)
+
+
+def test_golden_of_another_model_is_refused(exported):
+    gauss, gan = exported("gaussian"), exported("ganomaly")
+    with pytest.raises(Exception, match="belongs to another model"):
+        verify_artifact(gan["fp32"], gauss["golden"], backend="onnxruntime")
