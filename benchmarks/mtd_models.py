@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     for k, t in (("img-size", int), ("epochs", int), ("batch", int), ("lr", float), ("width", int), ("nz", int),
-                 ("blocks", int), ("channels", int)):
+                 ("blocks", int), ("channels", int), ("beta", float)):
         ap.add_argument(f"--{k}", type=t, default=None)
     ap.add_argument("--loss", choices=("l2", "ssim"), default=None)
     ap.add_argument("--contrast", choices=("auto", "none", "standardize"), default=None)
@@ -163,7 +163,7 @@ def main(argv=None) -> dict:
     if a.skip_train:
         run_dir = a.skip_train
     else:
-        given = {k: getattr(a, k) for k in ("img_size", "epochs", "batch", "lr", "width", "nz", "blocks", "loss", "channels")}
+        given = {k: getattr(a, k) for k in ("img_size", "epochs", "batch", "lr", "width", "nz", "blocks", "loss", "channels", "beta")}
         res = train(a.model, a.data, seed=a.seed, out=a.out, name=a.name, resume=a.resume, contrast=a.contrast,
                     time_budget_s=a.budget_min * 60 if a.budget_min else None, progress=sys.stderr.isatty(),
                     **{k: v for k, v in given.items() if v is not None})

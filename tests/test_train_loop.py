@@ -140,6 +140,8 @@ def test_defaults_and_contrast_auto_are_announced(texture_data, tmp_path, caplog
     ("skip-ganomaly", {"nz": 10}, "--nz: not a setting of skip-ganomaly"),
     ("rvae", {"blocks": -1}, "--blocks must be >= 0"),
     ("ae", {"loss": "l1"}, "--loss must be l2 or ssim"),
+    ("ae", {"beta": 0.5}, "--beta: not a setting of ae"),
+    ("vae", {"beta": -1}, "--beta must be >= 0"),
     ("vae", {"contrast": "equalize"}, "--contrast"),
     ("oe-sdn", {"img_size": 48}, "img-size"),
 ])

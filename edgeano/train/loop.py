@@ -56,7 +56,7 @@ CONTRAST_AUTO = "auto"
 class Recipe:
     step: Callable  # (model, hparams) -> step
     defaults: Dict  # img_size, epochs, batch, lr + training extras (clip, second_phase); others are model config
-    config: tuple = ()  # trainer options that are model constructor arguments (nz, width, loss, blocks)
+    config: tuple = ()  # trainer options that are model constructor arguments (nz, width, loss, blocks, beta)
     phases: tuple = ()  # names of the two phases when `second_phase` splits the epochs
 
 
@@ -70,9 +70,10 @@ RECIPES = {
                      ("nz", "width"), ("gan", "encoder")),
     "egbad": Recipe(gan_steps.egbad_step, dict(_GAN, batch=16, nz=100, width=64), ("nz", "width")),
     "ae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2"), ("nz", "width", "loss")),
-    "vae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2"), ("nz", "width", "loss")),
-    "rvae": Recipe(reconstruction.reconstruction_step, dict(_AE, clip=10.0, nz=100, width=32, blocks=1, loss="l2"),
-                   ("nz", "width", "blocks", "loss")),
+    "vae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2", beta=1.0),
+                  ("nz", "width", "loss", "beta")),
+    "rvae": Recipe(reconstruction.reconstruction_step, dict(_AE, clip=10.0, nz=100, width=32, blocks=1, loss="l2", beta=1.0),
+                   ("nz", "width", "blocks", "loss", "beta")),
     "oe-sdn": Recipe(reconstruction.oe_sdn_step, dict(_AE, second_phase=1 / 2, nz=100, width=64), ("nz", "width"),
                      ("ae", "sdn")),
 }
@@ -101,7 +102,7 @@ class Data:
 def train(model: str, data, backbone=None, weights=None, img_size: Optional[int] = None, epochs: Optional[int] = None,
           batch: Optional[int] = None, lr: Optional[float] = None, device: str = "cpu", resume: bool = False, out="runs",
           name: Optional[str] = None, seed: int = 0, *, channels: Optional[int] = None, nz: Optional[int] = None,
-          width: Optional[int] = None, loss: Optional[str] = None, blocks: Optional[int] = None,
+          width: Optional[int] = None, loss: Optional[str] = None, blocks: Optional[int] = None, beta: Optional[float] = None,
           contrast: Optional[str] = None, time_budget_s: Optional[float] = None, progress: bool = True,
           on_batch: Optional[Callable[[int, int], None]] = None, quiet: bool = False) -> Dict:
     """Train `model` (one of MODELS) on the good images of `data`; returns {"run_dir", "best", "last",
@@ -120,7 +121,7 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
     ds = load_dataset(data)
     if len(ds.train) < 2:
         raise EdgeanoError(f"{data}: need at least 2 good training images, found {len(ds.train)}")
-    opts = {"nz": nz, "width": width, "loss": loss, "blocks": blocks}
+    opts = {"nz": nz, "width": width, "loss": loss, "blocks": blocks, "beta": beta}
     if resume:
         run_dir, ckpt = _resume(out, model, name, ds, data)
         ts = ckpt["train_state"]
@@ -188,6 +189,10 @@ def _config(model: str, recipe: Recipe, opts: Dict) -> Dict:
             cfg[k] = int(cfg[k])
             if cfg[k] < (0 if k == "blocks" else 1):
                 raise EdgeanoError(f"--{k} must be {'>= 0' if k == 'blocks' else '> 0'}, got {cfg[k]}", EXIT_USAGE)
+    if "beta" in cfg:
+        cfg["beta"] = float(cfg["beta"])
+        if cfg["beta"] < 0:
+            raise EdgeanoError(f"--beta must be >= 0, got {cfg['beta']}", EXIT_USAGE)
     if "loss" in cfg and cfg["loss"] not in ("l2", "ssim"):
         raise EdgeanoError(f"--loss must be l2 or ssim, got {cfg['loss']!r}", EXIT_USAGE)
     return cfg
