@@ -54,13 +54,15 @@ GAN_CONTRAST = {"ganomaly": "standardize", "skip-ganomaly": "none"}
 MODEL_CONTRAST = {"anogan": "standardize", "egbad": "none", "ae": "standardize", "vae": "none", "rvae": "standardize",
                   "oe-sdn": "none"}
 LOOP_MODELS = tuple(GAN_CONTRAST) + tuple(MODEL_CONTRAST)  # every model edgeano.train.loop trains
+MODEL_OPTIONS = {"ae": {"loss": "ssim"}}  # the SSIM map's graph through the parity suite (the VAEs cover L2)
 
 
 def tiny_gan(name: str, **over) -> dict:
     """train() keywords of the `gan_runs` / `model_runs` fixtures for model `name`, with overrides."""
     from edgeano.train.loop import RECIPES
 
-    kw = dict(TINY_GAN, contrast={**GAN_CONTRAST, **MODEL_CONTRAST}[name], **over)
+    kw = dict(TINY_GAN, contrast={**GAN_CONTRAST, **MODEL_CONTRAST}[name], **MODEL_OPTIONS.get(name, {}))
+    kw.update(over)
     if "nz" not in RECIPES[name].config:
         kw.pop("nz")
     return kw
