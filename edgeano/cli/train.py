@@ -26,7 +26,7 @@ LOOP_ONLY = ("channels", "nz", "width", "loss", "blocks", "beta")  # settings of
 @click.option("--width", type=int, default=None, help="Learned models: base conv width (default 64; rvae 32).")
 @click.option("--loss", type=click.Choice(["l2", "ssim"]), default=None, help="ae, vae, rvae: reconstruction loss and map (default l2).")
 @click.option("--blocks", type=int, default=None, help="rvae: residual blocks per scale (its depth; default 1).")
-@click.option("--beta", type=float, default=None, help="vae, rvae: weight of the KL term (default 1).")
+@click.option("--beta", type=float, default=None, help="vae, rvae: weight of the KL term (default 0.1).")
 @click.option("--contrast", type=click.Choice(["auto", "none", "standardize"]), default=None,
               help="Per-image contrast normalisation inside the graph, for parts under varying exposure. Default: "
                    "none for gaussian; auto for the learned models (standardize when the good images' exposure varies).")
