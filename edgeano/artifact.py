@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -27,6 +28,9 @@ from edgeano.errors import EXIT_USAGE, EdgeanoError
 SCHEMA = 1
 METADATA_KEY = "edgeano"
 REQUIRED = ("schema", "model", "input", "outputs", "threshold")
+PRECISIONS = ("fp32", "fp16", "int8")
+REEXPORT = "re-export it with `edgeano export`"
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 4096  # px: metadata asking for more is refused before anything is allocated
 
 
 def make_metadata(
@@ -53,19 +57,100 @@ def make_metadata(
     return meta
 
 
-def validate(meta: Dict[str, Any], source: str = "artifact") -> Dict[str, Any]:
+def validate(meta: Any, source: str = "artifact") -> Dict[str, Any]:
+    """The one check of the versioned metadata document, run wherever it is read (ONNX, engine
+    sidecar) or made: every field's type and range, so a tampered or foreign artifact fails at load
+    in one line naming the file and the field, never as a TypeError at the first frame."""
+    if not isinstance(meta, dict):
+        raise _bad(source, "document", meta, "expected a JSON object")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise EdgeanoError(f"{source}: edgeano metadata lacks {', '.join(missing)}; re-export it with `edgeano export`")
-    if meta["schema"] > SCHEMA:
-        raise EdgeanoError(f"{source}: metadata schema {meta['schema']} is newer than this edgeano understands ({SCHEMA}); upgrade edgeano")
-    if "value" not in meta["threshold"]:
-        raise EdgeanoError(f"{source}: metadata threshold has no value")
-    try:
-        Preprocess.from_dict(meta["input"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise EdgeanoError(f"{source}: bad input section in metadata: {e}")
+    schema = meta["schema"]
+    if not _is_int(schema) or schema < 1:
+        raise _bad(source, "schema", schema, "expected a whole number >= 1")
+    if schema > SCHEMA:
+        raise EdgeanoError(f"{source}: metadata schema {schema} is newer than this edgeano understands ({SCHEMA}); upgrade edgeano")
+    if not isinstance(meta["model"], str) or not meta["model"]:
+        raise _bad(source, "model", meta["model"], "expected the model's name")
+    check_input(meta["input"], source)
+    outputs = meta["outputs"]
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs) or "score" not in outputs:
+        raise _bad(source, "outputs", outputs, 'expected a list of output names with "score"')
+    threshold = meta["threshold"]
+    if not isinstance(threshold, dict) or "value" not in threshold:
+        raise _bad(source, "threshold", threshold, 'expected {"value": <finite number>, "method": ...}')
+    check_number(threshold["value"], f"{source}: metadata threshold.value")
+    for key in ("f1_max",):
+        if threshold.get(key) is not None:
+            check_number(threshold[key], f"{source}: metadata threshold.{key}")
+    stats = meta.get("score_stats", {})
+    if not isinstance(stats, dict):
+        raise _bad(source, "score_stats", stats, "expected an object of numbers")
+    for key, v in stats.items():
+        check_number(v, f"{source}: metadata score_stats.{key}")
+    if "precision" in meta and meta["precision"] not in PRECISIONS:
+        raise _bad(source, "precision", meta["precision"], f"expected one of {', '.join(PRECISIONS)}")
     return meta
+
+
+def check_input(d: Any, source: str, section: str = "input", what: str = "metadata ", hint: str = REEXPORT) -> Preprocess:
+    """The preprocessing section (metadata `input`, checkpoint `preprocess`): types and ranges of
+    every field, then the one Preprocess it describes."""
+
+    def bad(field, value, why):
+        return _bad(source, field, value, why, what, hint)
+
+    if not isinstance(d, dict) or not d:
+        raise bad(section, d, "expected an object with size, color, mean, std, ...")
+    size = d.get("size")
+    if (not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) for v in size)
+            or not all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in size)):
+        raise bad(f"{section}.size", size, f"expected [height, width], whole numbers {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
+    for key in ("mean", "std"):
+        v = d.get(key)
+        if not isinstance(v, list) or not v or not all(_is_number(x) and math.isfinite(x) for x in v):
+            raise bad(f"{section}.{key}", v, "expected a list of finite numbers, one per channel")
+    if not all(x > 0 for x in d["std"]):
+        raise bad(f"{section}.std", d["std"], "every value must be > 0")
+    if "scale" in d and not (_is_number(d["scale"]) and math.isfinite(d["scale"]) and d["scale"] > 0):
+        raise bad(f"{section}.scale", d["scale"], "expected a finite number > 0 (1/255 for 8-bit images)")
+    for key in ("color", "interpolation", "contrast", "layout"):
+        if key in d and not isinstance(d[key], str):
+            raise bad(f"{section}.{key}", d[key], "expected a string")
+    if d.get("layout", "NCHW") != "NCHW":
+        raise bad(f"{section}.layout", d["layout"], "edgeano artifacts are NCHW")
+    try:
+        pre = Preprocess.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise EdgeanoError(f"{source}: bad {what}{section} section: {e}; {hint}")
+    if "channels" in d and d["channels"] != pre.channels:
+        raise bad(f"{section}.channels", d["channels"], f"color {pre.color} has {pre.channels}")
+    return pre
+
+
+def check_number(value: Any, name: str) -> float:
+    """A finite number (not a bool, not a string), else one line naming it."""
+    if not _is_number(value) or not math.isfinite(value):
+        raise EdgeanoError(f"{name} is {_show(value)}: expected a finite number")
+    return float(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, (str, type(None), bool, list, dict)) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(source: str, field: str, value: Any, why: str, what: str = "metadata ", hint: str = REEXPORT) -> EdgeanoError:
+    return EdgeanoError(f"{source}: {what}{field} is {_show(value)}: {why}; {hint}")
 
 
 def check_io(meta: Dict[str, Any], inputs: Sequence[Tuple[str, Sequence]], outputs: Sequence[str], source: str) -> None:

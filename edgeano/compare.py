@@ -63,7 +63,21 @@ TOLERANCES: Dict[Tuple[str, str], Dict[str, Dict[str, float]]] = {
     ("tensorrt", "fp32"): {"score": {"max_rel": 2e-4}, "anomaly_map": {"peak_rel": 2e-4}},
     ("tensorrt", "fp16"): FP16,
     ("tensorrt", "int8"): INT8,
+    # OpenVINO on the same ONNX: FP32 pinned (same float32 math, other kernels: 6e-7 vs PyTorch on the
+    # texture fixture); INT8 runs the artifact's Q/DQ in its own kernels; bf16 has an 8-bit mantissa
+    # (3 bits fewer than FP16), held to FP16's ranking with wider value bounds.
+    ("openvino", "fp32"): FP32,
+    ("openvino", "int8"): INT8,
+    ("openvino", "bf16"): {"score": {"max_rel": 5e-2, "spearman": 0.98}, "anomaly_map": {"peak_rel": 5e-2}},
+    # Through a Triton server the served Engine is ONNX Runtime or TensorRT, which the client cannot
+    # tell: the looser of the two. The wire itself adds nothing (uint8 frames are scaled back
+    # bit-exactly: tests/test_serve.py holds a served model to THROUGH_SERVER against the same
+    # artifact scored locally).
+    ("triton", "fp32"): {"score": {"max_rel": 2e-4}, "anomaly_map": {"peak_rel": 2e-4}},
+    ("triton", "fp16"): FP16,
+    ("triton", "int8"): INT8,
 }
+THROUGH_SERVER = {"score": {"max_rel": 1e-5}, "anomaly_map": {"peak_rel": 1e-5}}  # served vs local, same artifact
 
 
 def tolerances_for(backend: str, precision: str) -> Dict[str, Dict[str, float]]:

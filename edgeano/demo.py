@@ -4,15 +4,50 @@ the commands call: make data -> train Gaussian (Lite0) -> eval PyTorch -> export
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict
 
 from edgeano.data.synthetic import make_texture_dataset
+from edgeano.errors import EdgeanoError
 from edgeano.fileio import write_json
 
-report = logging.getLogger(__name__)  # progress and the summary; the CLI prints them
+report = logging.getLogger(__name__)  # progress; the CLI prints it, and the summary
+DEMO_SET = {"n_train": 80, "n_test_good": 30, "n_test_bad": 10, "size": 160}
+MARKER = "demo_dataset.json"  # written last: a data set without it (an interrupted older demo) is made again
+MIN_SIZE, MAX_SIZE = 32, 1024  # the Gaussian model's backbone needs >= 32 px
+
+
+def demo_dataset(out_dir, seed: int = 0) -> Path:
+    """<out>/data, made in a temp folder beside it and renamed into place only when complete, so an
+    interrupted demo never leaves a partial data set that the next one would reuse."""
+    data = Path(out_dir) / "data"
+    want = dict(DEMO_SET, seed=seed)
+    try:
+        if json.loads((data / MARKER).read_text()) == want:
+            report.info(f"[1/5] reusing the demo data set in {data}")
+            return data
+    except (OSError, ValueError):
+        pass
+    report.info(f"[1/5] making the demo data set in {data} (crops of a CC0 gravel photo with scratches, spots, smears)")
+    data.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".data.", suffix=".tmp", dir=data.parent))
+    old = data.with_name(staged.name.replace(".tmp", ".old"))
+    try:
+        make_texture_dataset(staged, seed=seed, **DEMO_SET)
+        write_json(staged / MARKER, want)
+        if data.exists():  # incomplete or made with other settings
+            os.rename(data, old)
+        os.rename(staged, data)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return data
 
 
 def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict:
@@ -23,14 +58,11 @@ def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict
     from edgeano.loaders import open_engine, resolve_model
     from edgeano.train import run_training
 
+    if isinstance(img_size, bool) or not isinstance(img_size, int) or not MIN_SIZE <= img_size <= MAX_SIZE:
+        raise EdgeanoError(f"--img-size {img_size}: the demo trains at {MIN_SIZE}..{MAX_SIZE} px (default 224)")
     t0 = time.time()
     out_dir = Path(out)
-    data = out_dir / "data"
-    if not (data / "train" / "good").is_dir():
-        report.info(f"[1/5] making the demo data set in {data} (crops of a CC0 gravel photo with scratches, spots, smears)")
-        make_texture_dataset(data, n_train=80, n_test_good=30, n_test_bad=10, size=160, seed=seed)
-    else:
-        report.info(f"[1/5] reusing the demo data set in {data}")
+    data = demo_dataset(out_dir, seed)
     ds = load_dataset(data, need_test=True)
 
     report.info("[2/5] training the Gaussian model (EfficientNet-Lite0 features, ImageNet weights bundled)")

@@ -100,7 +100,7 @@ def test_engine_scores_frames_with_metadata_preprocessing(tmp_path, texture_data
 
 
 @pytest.mark.parametrize("change, field", [
-    (lambda m, g: m["input"].update(size=[20000, 20000]), "input.size"),  # would allocate 4.5 GB per frame
+    (lambda m, g: m["input"].update(size=[2000, 2000]), "input.size"),  # within the bound, not the graph's 8x8
     (lambda m, g: m["input"].update(size=[8, 16]), r"input.size\[1\]"),
     (lambda m, g: m["input"].update(color="GRAY", mean=[0.5], std=[0.5], channels=1), "input.channels"),
     (lambda m, g: m.update(outputs=["score", "anomaly_map"]), "anomaly_map"),
@@ -119,3 +119,30 @@ def test_runner_refuses_metadata_that_does_not_match_the_graph(tmp_path, change,
     with pytest.raises(EdgeanoError, match=field) as e:
         Engine.load(path, backend="onnxruntime")
     assert str(path) in str(e.value) and "\n" not in str(e.value) and e.value.exit_code == 2
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda m: m["input"].update(size=[20000, 20000]), r"input\.size"),  # would allocate 4.5 GB per frame
+    (lambda m: m["input"].update(size=["64", "64"]), r"input\.size"),
+    (lambda m: m["input"].update(scale=0), r"input\.scale"),
+    (lambda m: m["input"].update(std=[float("nan")] * 3), r"input\.std"),
+    (lambda m: m.update(schema="1"), r"schema"),
+    (lambda m: m.update(threshold=5), r"threshold"),
+    (lambda m: m["threshold"].update(value=float("inf")), r"threshold\.value"),
+    (lambda m: m["threshold"].update(value=True), r"threshold\.value"),
+    (lambda m: m.update(score_stats={"mean": "x"}), r"score_stats\.mean"),
+    (lambda m: m.update(outputs="score"), r"outputs"),
+    (lambda m: m.update(precision="int4"), r"precision"),
+])
+def test_validate_names_the_field_of_a_bad_metadata_document(change, field):
+    meta = artifact.make_metadata("probe", Preprocess(size=(8, 8)), ["score"], {"value": 0.5, "method": "fixed"})
+    change(meta)
+    with pytest.raises(EdgeanoError, match=field) as e:
+        artifact.validate(meta, "m.onnx")
+    assert str(e.value).startswith("m.onnx: ") and e.value.exit_code == 2
+
+
+def test_validate_refuses_a_document_that_is_not_an_object():
+    for doc in (None, [], "x"):
+        with pytest.raises(EdgeanoError, match="m.onnx"):
+            artifact.validate(doc, "m.onnx")

@@ -30,7 +30,7 @@ def test_checkpoint_without_torch_says_what_to_install(tmp_path, texture_data):
     ckpt = tmp_path / "best.pt"
     ckpt.write_bytes(b"\x80\x02}q\x00.")
     r = _run(f"sys.argv = ['edgeano', 'eval', '--model', {str(ckpt)!r}, '--data', {str(texture_data)!r}]; from edgeano.cli.main import main; main()")
-    assert r.returncode == 1
+    assert r.returncode == 2  # a missing package is configuration (edgeano.errors.EXIT_USAGE)
     assert "needs torch" in r.stderr and "edgeano[train]" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -178,3 +178,12 @@ def test_reservoir_and_stats_stay_bounded():
         st.frame_done(False)
     assert len(st.recent["infer"]) == 16 and len(st.whole["infer"].values) == 64 and len(st.frame_times) == 16
     assert st.summary()["stages_ms"]["infer"] == {"p50": 1.0, "p95": 1.0}
+
+
+def test_rtsp_over_gstreamer_has_read_timeouts():
+    from edgeano.stream.sources import network_pipeline
+
+    p = network_pipeline("rtsp://10.0.0.5:8554/line1", timeout_s=5)
+    assert p.startswith('rtspsrc location="rtsp://10.0.0.5:8554/line1"') and "timeout=5000000" in p and "tcp-timeout=5000000" in p
+    assert p.endswith("appsink drop=true max-buffers=1 sync=false")
+    assert network_pipeline("http://cam/stream.mjpg").startswith("uridecodebin uri=http://cam/stream.mjpg ! ")

@@ -46,6 +46,10 @@ if cp.has_option("Service", "Restart") and cp.get("Service", "Restart") not in (
 for key in ("StandardOutput", "StandardError"):
     if cp.has_option("Service", key) and cp.get("Service", key) != "journal":
         errors.append(f"{key} should be journal")
+# restart on a lost source (3), never on a configuration error (2): edgeano.errors, README "Exit codes"
+prevent = cp.get("Service", "RestartPreventExitStatus", fallback="").split()
+if "2" not in prevent or "3" in prevent:
+    errors.append("RestartPreventExitStatus should hold 2 (bad flag/model) and not 3 (source lost)")
 exe = cp.get("Service", "ExecStart", fallback="")
 if " run " not in f" {exe} " or "--headless" not in exe or "${EDGEANO_MODEL}" not in exe:
     errors.append("ExecStart should be `edgeano run --model ${EDGEANO_MODEL} ... --headless`")

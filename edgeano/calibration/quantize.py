@@ -35,8 +35,8 @@ from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nod
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
 from edgeano.calibration.report import build_report, print_report
 from edgeano.data.datasets import load_dataset
-from edgeano.errors import EdgeanoError
-from edgeano.fileio import write_bytes, write_json
+from edgeano.errors import EXIT_ERROR, EdgeanoError
+from edgeano.fileio import check_output_file, write_bytes, write_json
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_NUM = 512
@@ -51,9 +51,9 @@ CHUNK = 16  # images per range-collection pass: bounds calibration memory to one
 FLOAT_STRIDE = {"gaussian": 4}
 
 
-def default_output(src) -> Path:
+def default_output(src, target: str = "tensorrt") -> Path:
     src = Path(src)
-    return src.with_name(f"{src.stem}.int8.onnx")
+    return src.with_name(f"{src.stem}.{'cpu.' if target == 'cpu' else ''}int8.onnx")
 
 
 def report_path(dst) -> Path:
@@ -77,6 +77,8 @@ def validate_inputs(src, dst, data_dir, num: int, method: str, eval_dir=None) ->
         raise EdgeanoError(f"{src} is already {precision}; calibrate the FP32 ONNX from `edgeano export`")
     if dst.resolve() == src.resolve():
         raise EdgeanoError(f"--out {dst} would overwrite the FP32 input; choose another path")
+    check_output_file(dst, "--out", (".onnx",))
+    check_output_file(report_path(dst), "--out (its report)")
     if not load_dataset(data_dir).train:
         raise EdgeanoError(f"no normal images in {data_dir}: calibration needs train/good (MVTec layout) or a folder of good images")
     if eval_dir is not None:
@@ -147,7 +149,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
     drop_unused_opsets(qmodel)
     problems = tensorrt_problems(qmodel)
     if problems:  # our own invariant: a file TensorRT cannot parse must never be written
-        raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model")
+        raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model", EXIT_ERROR)
     write_bytes(dst, qmodel.SerializeToString())
     return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
             "input_layer_nodes": inputs,
@@ -156,15 +158,22 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
             "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
 
 
+TARGETS = ("tensorrt", "cpu")  # the TensorRT form (this module) or the x86 CPU form (cpu_int8.py)
+
+
 def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DEFAULT_NUM, method: str = "minmax",
                    eval_dir: Optional[Path] = None, progress: bool = True, verbose: bool = True,
-                   float_stride: Optional[int] = None, bias_correction: bool = True) -> Dict:
+                   float_stride: Optional[int] = None, bias_correction: bool = True, target: str = "tensorrt") -> Dict:
     """Calibrate the FP32 edgeano ONNX `src` on up to `num` normal images of `data_dir` and write
     the INT8 QDQ ONNX `dst` (default `<stem>.int8.onnx`) plus `<dst>.report.json`. Returns the report.
     float_stride: keep layers at stride <= this in float (None: the model's FLOAT_STRIDE, 0: none).
-    bias_correction=False only for ablations (docs/benchmarks/int8.md): it costs accuracy."""
+    bias_correction=False only for ablations (docs/benchmarks/int8.md): it costs accuracy.
+    target: "tensorrt" (QDQ for every TensorRT version) or "cpu" (edgeano.calibration.cpu_int8: the
+    form ONNX Runtime and OpenVINO run fast and right on x86 CPUs; not for TensorRT)."""
+    if target not in TARGETS:
+        raise EdgeanoError(f"unknown INT8 target {target!r}: use {', '.join(TARGETS)}")
     src = Path(src)
-    dst = Path(dst) if dst else default_output(src)
+    dst = Path(dst) if dst else default_output(src, target)
     meta = validate_inputs(src, dst, data_dir, num, method, eval_dir)
     if float_stride is not None and int(float_stride) < 0:
         raise EdgeanoError(f"--float-stride must be >= 0 (0 = every convolution INT8), got {float_stride}")
@@ -181,11 +190,19 @@ def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DE
               file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="edgeano-int8-", dir=dst.parent if dst.parent.exists() else None) as tmp:
         staged = Path(tmp) / dst.name
-        done = quantize_qdq(src, staged, frames, preprocess, method, progress, float_stride, bias_correction)
+        if target == "cpu":
+            from edgeano.calibration.cpu_int8 import quantize_cpu
+
+            done = dict(quantize_cpu(src, staged, frames, preprocess, method, progress, float_stride, bias_correction),
+                        excluded_reason=HEAD_REASON)
+        else:
+            done = quantize_qdq(src, staged, frames, preprocess, method, progress, float_stride, bias_correction)
         calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
                        "excluded_reason": done["excluded_reason"], "bias_correction": done["bias_correction"],
                        "float_stride": float_stride, "float_nodes": done["float_nodes"],
-                       "input_layer_nodes": done["input_layer_nodes"], "format": "QDQ int8 symmetric, per-channel weights"}
+                       "input_layer_nodes": done["input_layer_nodes"],
+                       "format": done.get("format", "QDQ int8 symmetric, per-channel weights"), "target": target,
+                       "weight_bits": done.get("weight_bits", 8)}
         qmodel = load_onnx(staged)
         set_onnx_metadata(qmodel, dict(meta, precision="int8", calibration=calibration,
                                        threshold=dict(meta["threshold"], note="kept from the FP32 model")))

@@ -4,40 +4,36 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
+from edgeano.cli.common import (COUNT, Threads, backend_option, friendly_errors, output_file, precision_option, runner_options,
+                                server_option)
 
 
 @click.command("bench")
 @click.option("--model", "model", required=True, help="Checkpoint (.pt: PyTorch eager), .onnx, .engine, or a model name.")
-@click.option("--iters", type=int, default=100, show_default=True)
-@click.option("--warmup", type=int, default=10, show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / PyTorch (default: library's own).")
+@click.option("--iters", type=COUNT, default=100, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--batch", type=COUNT, default=1, show_default=True)
+@click.option("--threads", type=Threads(), default=None, help="CPU threads for ONNX Runtime / OpenVINO / PyTorch (default: library's own).")
 @backend_option
+@precision_option
+@server_option
 @click.option("--data", type=click.Path(), default=None, help="Take the input images from here (default: bundled texture photo).")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the results as JSON.")
+@click.option("--json", "json_path", type=click.Path(), default=None, callback=output_file(), help="Also write the results as JSON.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path())
 @friendly_errors
-def command(model, iters, warmup, batch, threads, backend, data, json_path, runs):
+def command(model, iters, warmup, batch, threads, backend, precision, server, data, json_path, runs):
     """Time MODEL: preprocessing and inference, engine only."""
     from edgeano.bench import bench, format_bench
     from edgeano.errors import EdgeanoError
     from edgeano.fileio import write_json
-    from edgeano.loaders import is_checkpoint, open_engine, resolve_model
+    from edgeano.loaders import open_engine
 
-    if iters < 1 or batch < 1 or warmup < 0:
-        raise EdgeanoError("--iters and --batch must be >= 1, --warmup >= 0")
-    kw = {}
-    if threads:
-        if is_checkpoint(resolve_model(model, runs)):
-            import torch
-
-            torch.set_num_threads(threads)
-        else:
-            kw["threads"] = threads
-    with open_engine(model, backend=backend, runs=runs, **kw) as engine:
+    if threads and server:
+        raise EdgeanoError("--threads tunes a local runner; with --server the server runs the model (edgeano serve --threads)")
+    kw = runner_options(backend, precision, threads)
+    with open_engine(model, backend=backend, runs=runs, server=server, **kw) as engine:
         res = bench(engine, iters=iters, warmup=warmup, batch=batch, data=data)
-    res["threads"] = threads
+    res["threads"] = res.get("threads") or threads
     click.echo(format_bench(res))
     if json_path:
         write_json(json_path, res)

@@ -6,12 +6,12 @@ from typing import Dict
 
 import click
 
-from edgeano.cli.common import friendly_errors
+from edgeano.cli.common import friendly_errors, output_dir
 
 
 @click.command("demo")
-@click.option("--out", default="runs/demo", show_default=True, type=click.Path(), help="Where data, runs and pictures go.")
-@click.option("--img-size", type=int, default=224, show_default=True)
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(), callback=output_dir, help="Where data, runs and pictures go.")
+@click.option("--img-size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Training size (square) of the Gaussian model.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @friendly_errors
 def command(out, img_size, seed):

@@ -7,12 +7,13 @@ import importlib
 import click
 
 from edgeano import __version__
+from edgeano.cli.common import OneLineGroup
 
 # Order here is the order in `edgeano --help`.
-COMMAND_MODULES = ("train", "evaluate", "export", "calibrate", "build", "verify", "run", "bench", "doctor", "demo")
+COMMAND_MODULES = ("train", "evaluate", "export", "calibrate", "build", "verify", "run", "serve", "bench", "doctor", "demo")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgeano")
 def cli():
     """Visual anomaly detection from PyTorch to a camera on an NVIDIA Jetson.

@@ -1,80 +1,20 @@
-"""`edgeano run`: score every frame of a camera, stream, video file or image folder.
+"""`edgeano run`: score every frame of one or more cameras, streams, video files or image folders.
 
+Parses and validates the flags, then calls edgeano.stream.app.run_stream (the library does the rest).
 Exit codes (edgeano.errors): 0 finished (end of file, --max-frames, `q`, SIGTERM), 130 SIGINT (Ctrl-C),
-3 the source will not open or a live source stayed lost after --reconnect-tries attempts,
-1 or 2 any other problem (bad flag, model). Outputs are finalised in every case.
+1 runtime failure, 2 bad flag or model, 3 a source will not open or a live source stayed lost after
+--reconnect-tries attempts, 4 an output (--events, --save-video) could not be written (disk full).
+Outputs are finalised in every case.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-import time
-from typing import Optional, Tuple
 
 import click
 
-from edgeano.cli.common import backend_option, friendly_errors
-from edgeano.errors import EdgeanoError
-
-
-def parse_roi(text: Optional[str]) -> Optional[Tuple[int, int, int, int]]:
-    if text is None:
-        return None
-    parts = text.replace(" ", "").split(",")
-    try:
-        x, y, w, h = (int(p) for p in parts)
-    except ValueError:
-        raise EdgeanoError(f"--roi {text!r}: expected four integers x,y,w,h (e.g. --roi 100,50,320,240)")
-    if x < 0 or y < 0 or w < 8 or h < 8:
-        raise EdgeanoError(f"--roi {text!r}: x and y must be >= 0, w and h >= 8 pixels")
-    return x, y, w, h
-
-
-def validate(camera, source, width, height, fps, roi, max_frames, events, events_only_anomalies, reconnect_tries):
-    """Every flag check that needs no file or device, before anything is opened."""
-    if (camera is None) == (source is None):
-        raise EdgeanoError("give exactly one of --camera N or --source URI (e.g. --camera 0, --source clip.mp4, --source csi://0)")
-    if camera is not None and camera < 0:
-        raise EdgeanoError(f"--camera {camera}: the index must be >= 0")
-    for name, v in (("--width", width), ("--height", height), ("--fps", fps), ("--max-frames", max_frames)):
-        if v is not None and v <= 0:
-            raise EdgeanoError(f"{name} must be > 0, got {v}")
-    if events_only_anomalies and not events:
-        raise EdgeanoError("--events-only-anomalies needs --events FILE.jsonl")
-    if reconnect_tries < 0:
-        raise EdgeanoError("--reconnect-tries must be >= 0")
-    return parse_roi(roi)
-
-
-class SignalStop:
-    """SIGINT/SIGTERM -> stop the loop cleanly (outputs finalised); a second Ctrl-C aborts at once."""
-
-    def __init__(self, stop):
-        self.stop = stop
-        self.received = []
-        self.previous = {}
-
-    def _handler(self, signum, frame):
-        self.received.append(signum)
-        if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
-            raise KeyboardInterrupt
-        self.stop()
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self.previous.items():
-            signal.signal(sig, old)
-
-    @property
-    def exit_code(self) -> int:
-        return 130 if signal.SIGINT in self.received else 0
+from edgeano.cli.common import (FINITE, POSITIVE, Number, Threads, backend_option, friendly_errors, output_file, precision_option,
+                                runner_options, server_option)
 
 
 def log(msg: str) -> None:
@@ -83,85 +23,59 @@ def log(msg: str) -> None:
 
 @click.command("run")
 @click.option("--model", "-m", required=True, help="Artifact: .onnx, .engine, or a model name (newest runs/<name>/).")
-@click.option("--camera", type=int, default=None, help="V4L2 camera index (/dev/videoN).")
-@click.option("--source", "-s", default=None,
-              help="URI: /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., a video file, an image folder, or a GStreamer pipeline ('... ! appsink' or gst://...).")
+@click.option("--camera", type=int, multiple=True, help="V4L2 camera index (/dev/videoN); repeat for several cameras.")
+@click.option("--source", "-s", multiple=True,
+              help="URI: /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., a video file, an image folder, or a GStreamer "
+                   "pipeline ('... ! appsink' or gst://...). Repeat for several sources: one batched inference call scores them all.")
 @click.option("--width", type=int, default=None, help="Requested capture width (cameras, csi://).")
 @click.option("--height", type=int, default=None, help="Requested capture height (cameras, csi://).")
-@click.option("--fps", type=float, default=None, help="Requested camera FPS; for files/folders: play at this rate instead of as fast as possible.")
+@click.option("--fps", type=POSITIVE, default=None, help="Requested camera FPS; for files/folders: play at this rate instead of as fast as possible.")
 @click.option("--headless", is_flag=True, help="No window (the default when there is no display or OpenCV has no GUI).")
-@click.option("--save-video", type=click.Path(dir_okay=False), default=None, help="Annotated video (.mp4/.avi/.mkv), finalised on exit.")
-@click.option("--events", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per frame to this file.")
+@click.option("--save-video", type=click.Path(dir_okay=False), default=None,
+              help="Annotated video (.mp4/.avi/.mkv), checked and finalised on exit; several sources: NAME.0.mp4, NAME.1.mp4 ...")
+@click.option("--events", type=click.Path(dir_okay=False), default=None, callback=output_file(), help="Append one JSON line per frame to this file (docs/events.md).")
 @click.option("--events-only-anomalies", is_flag=True, help="Write only NG frames to --events.")
-@click.option("--save-anomalies", type=click.Path(file_okay=False), default=None, help="Save NG frames and their heatmaps as JPEG here.")
-@click.option("--threshold", type=float, default=None, help="Override the artifact's threshold (score >= threshold is NG).")
+@click.option("--save-anomalies", type=click.Path(file_okay=False), default=None, help="Save NG frames, heatmaps (and map masks) here.")
+@click.option("--mqtt", default=None, help="Publish events: mqtt://[user:pass@]HOST[:1883]/TOPIC[?qos=1&only=ng] (mqtts:// for TLS).")
+@click.option("--opcua", default=None, help="Serve the verdict to PLCs: opc.tcp://[user:pass@]HOST[:4840].")
+@click.option("--http", default=None, help="Live page: [HOST:]PORT (127.0.0.1 unless a host is given; elsewhere it needs a token).")
+@click.option("--http-token", default=None, envvar="EDGEANO_HTTP_TOKEN", help="Token for --http (made up and printed when bound beyond localhost).")
+@click.option("--threshold", type=FINITE, default=None, help="Override the artifact's threshold (score >= threshold is NG).")
 @click.option("--roi", default=None, help="Score only this x,y,w,h region of the frame.")
-@click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames.")
+@click.option("--max-frames", type=int, default=None, help="Stop after this many scored frames (all sources together).")
 @click.option("--loop", "loop_", is_flag=True, help="Restart a video file or folder at its end.")
 @backend_option
+@precision_option
+@click.option("--threads", type=Threads(), default=None,
+              help="CPU inference threads (ONNX Runtime / OpenVINO). Default: one core fewer than the machine has, "
+                   "leaving one to decode and preprocess the next frame.")
+@server_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")
-@click.option("--print-every", type=float, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
+@click.option("--stall-timeout", type=Number(0), default=10.0, show_default=True,
+              help="A live source whose read has not returned for this many seconds counts as lost (0 = no watchdog).")
+@click.option("--print-every", type=POSITIVE, default=5.0, show_default=True, help="Seconds between progress lines (stderr).")
 @friendly_errors
 def command(model, camera, source, width, height, fps, headless, save_video, events, events_only_anomalies, save_anomalies,
-            threshold, roi, max_frames, loop_, backend, reconnect_tries, print_every):
-    """Score every frame from a camera, stream, video file or image folder.
+            mqtt, opcua, http, http_token, threshold, roi, max_frames, loop_, backend, precision, threads, server, reconnect_tries,
+            stall_timeout, print_every):
+    """Score every frame from cameras, streams, video files or image folders.
 
     \b
     edgeano run --model model.onnx --camera 0
     edgeano run --model model.engine --source csi://0 --save-video out.mp4 --events events.jsonl
     edgeano run --model model.onnx --source clip.mp4 --headless --roi 100,50,320,240
+    edgeano run --model model.onnx --source rtsp://cam1/s --source rtsp://cam2/s --mqtt mqtt://broker/line1 --http 8080
 
-    Exit codes: 0 done (end of file, --max-frames, q, SIGTERM), 130 Ctrl-C, 3 the source will not
-    open or stayed lost after --reconnect-tries, 1 or 2 other errors. Outputs are finalised in every case.
+    Exit codes: 0 done (end of file, --max-frames, q, SIGTERM), 130 Ctrl-C, 1 runtime failure, 2 bad flag or
+    model, 3 a source will not open or stayed lost after --reconnect-tries, 4 an output could not be written.
+    Outputs are finalised in every case.
     """
-    from edgeano.loaders import open_engine
-    from edgeano.stream import sinks as sk
-    from edgeano.stream.loop import LoopConfig, StreamLoop
-    from edgeano.stream.sources import open_source, parse_source, quiet_opencv
-    from edgeano.stream.stats import LoopStats
+    from edgeano.stream.app import RunOptions, parse_roi, run_stream
 
-    roi_box = validate(camera, source, width, height, fps, roi, max_frames, events, events_only_anomalies, reconnect_tries)
-    if save_video:
-        sk.check_video_path(save_video)
-    spec = parse_source(camera, source, width, height, fps)
-    if loop_ and spec.live:
-        raise EdgeanoError(f"--loop restarts files and folders; {spec.uri} is a live source")
-
-    engine = open_engine(model, backend=backend, threshold=threshold)
-    quiet_opencv()
-    src = open_source(spec)
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    sinks = []
-    try:
-        if not headless:
-            if sk.display_available():
-                sinks.append(sk.DisplaySink())
-            else:
-                log("no display (or OpenCV built without GUI): running headless")
-        if save_video:
-            sinks.append(sk.VideoSink(save_video, src.fps or fps or 30.0))
-        if events:
-            sinks.append(sk.EventsSink(events, events_only_anomalies, run_id))
-        if save_anomalies:
-            sinks.append(sk.AnomalySaver(save_anomalies, run_id, warn=log))
-    except BaseException:
-        src.close()
-        for s in sinks:
-            s.close()
-        raise
-
-    cfg = LoopConfig(roi=roi_box, max_frames=max_frames, loop=loop_, print_every_s=print_every, reconnect_tries=reconnect_tries)
-    loop = StreamLoop(engine, src, sinks, cfg, log=log)
-    log(f"run: {engine.name} ({engine.meta.get('model', '?')}, threshold {engine.threshold:.4g}) on {spec.uri} "
-        f"[{spec.kind}{', live' if spec.live else ''}]")
-    with SignalStop(loop.stop) as signals:
-        try:
-            loop.run()
-        finally:
-            if loop.last_summary:
-                log(LoopStats.format_summary(loop.last_summary))
-            engine.close()
-    if signals.received:
-        log(f"stopped by {signal.Signals(signals.received[0]).name}; outputs finalised")
-    sys.exit(signals.exit_code)
+    opts = RunOptions(model=model, sources=list(source), cameras=list(camera), width=width, height=height, fps=fps,
+                      headless=headless, save_video=save_video, events=events, events_only_anomalies=events_only_anomalies,
+                      save_anomalies=save_anomalies, threshold=threshold, roi=parse_roi(roi), max_frames=max_frames, loop=loop_,
+                      backend=backend, runner=runner_options(backend, precision, threads), server=server, reconnect_tries=reconnect_tries, print_every=print_every, stall_timeout=stall_timeout,
+                      mqtt=mqtt, opcua=opcua, http=http, http_token=http_token)
+    sys.exit(run_stream(opts, log))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeano.cli.common import friendly_errors
+from edgeano.cli.common import COUNT, POSITIVE, Number, friendly_errors, output_dir
 
 # edgeano.train.TRAINERS is the source (a literal keeps `--help` from importing the trainers; a test pins them)
 MODELS = ("gaussian", "ganomaly", "skip-ganomaly", "anogan", "egbad", "ae", "vae", "rvae", "oe-sdn")
@@ -17,22 +17,22 @@ LOOP_ONLY = ("channels", "nz", "width", "loss", "blocks", "beta")  # settings of
 @click.option("--backbone", default="efficientnet-lite0", show_default=True,
               type=click.Choice(["efficientnet-lite0", "efficientnet-b0"]), help="Gaussian model: feature extractor.")
 @click.option("--weights", type=click.Path(), default=None, help="Backbone ImageNet weights (.pth); B0 needs a torchvision or lukemelas file.")
-@click.option("--img-size", type=int, default=None, help="Input size (square). Default: 224 gaussian, 32 the learned models (a CPU budget).")
-@click.option("--epochs", type=int, default=None, help="Learned models: epochs (default per model, printed at the start).")
-@click.option("--batch", type=int, default=None, help="Batch size.")
-@click.option("--lr", type=float, default=None, help="Learned models: Adam learning rate (default per model: 2e-4 GANs, 1e-3 autoencoders).")
+@click.option("--img-size", type=COUNT, default=None, help="Input size (square). Default: 224 gaussian, 32 the learned models (a CPU budget).")
+@click.option("--epochs", type=COUNT, default=None, help="Learned models: epochs (default per model, printed at the start).")
+@click.option("--batch", type=COUNT, default=None, help="Batch size.")
+@click.option("--lr", type=POSITIVE, default=None, help="Learned models: Adam learning rate (default per model: 2e-4 GANs, 1e-3 autoencoders).")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Learned models: image channels (default: 1 for gray data, else 3).")
-@click.option("--nz", type=int, default=None, help="Learned models: latent size (default 100).")
-@click.option("--width", type=int, default=None, help="Learned models: base conv width (default 64; rvae 32).")
+@click.option("--nz", type=COUNT, default=None, help="Learned models: latent size (default 100).")
+@click.option("--width", type=COUNT, default=None, help="Learned models: base conv width (default 64; rvae 32).")
 @click.option("--loss", type=click.Choice(["l2", "ssim"]), default=None, help="ae, vae, rvae: reconstruction loss and map (default l2).")
-@click.option("--blocks", type=int, default=None, help="rvae: residual blocks per scale (its depth; default 1).")
-@click.option("--beta", type=float, default=None, help="vae, rvae: weight of the KL term (default 0.1).")
+@click.option("--blocks", type=click.IntRange(min=0), default=None, help="rvae: residual blocks per scale (its depth; default 1; 0: none).")
+@click.option("--beta", type=Number(0), default=None, help="vae, rvae: weight of the KL term (default 0.1).")
 @click.option("--contrast", type=click.Choice(["auto", "none", "standardize"]), default=None,
               help="Per-image contrast normalisation inside the graph, for parts under varying exposure. Default: "
                    "none for gaussian; auto for the learned models (standardize when the good images' exposure varies).")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Learned models: continue the named run from last.pt.")
-@click.option("--out", default="runs", show_default=True, type=click.Path(), help="Runs folder.")
+@click.option("--out", default="runs", show_default=True, type=click.Path(), callback=output_dir, help="Runs folder.")
 @click.option("--name", default=None, help="Run name (default: exp, exp2, ...).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @friendly_errors

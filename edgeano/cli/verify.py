@@ -25,7 +25,7 @@ def command(artifact, golden, backend, json_path):
     """
     from pathlib import Path
 
-    from edgeano.errors import EXIT_USAGE, EdgeanoError
+    from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
     from edgeano.fileio import write_json
     from edgeano.golden import describe, report, verify_artifact
 
@@ -40,5 +40,5 @@ def command(artifact, golden, backend, json_path):
         write_json(json_path, report(result, info))
         click.echo(f"wrote {json_path}")
     if not result.passed:
-        raise EdgeanoError(f"{artifact} differs from PyTorch: {result.summary()}")
+        raise EdgeanoError(f"{artifact} differs from PyTorch: {result.summary()}", EXIT_ERROR)
     next_step(f"edgeano bench --model {artifact}   |   edgeano run --model {artifact} --camera 0")

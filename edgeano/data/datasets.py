@@ -4,6 +4,7 @@ folder of good images (training only). Paths only; decoding happens where images
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -98,7 +99,7 @@ def fingerprint(paths: List[Path]) -> str:
     """sha256 over the names and bytes of the training files: ties an artifact to its data."""
     h = hashlib.sha256()
     for p in sorted(Path(x) for x in paths):
-        h.update(p.name.encode())
+        h.update(os.fsencode(p.name))  # the name's bytes as on disk: a non-UTF-8 name (caf\xe9.jpg) is no error
         h.update(p.read_bytes())
     return "sha256:" + h.hexdigest()
 

@@ -15,6 +15,7 @@ that is defective only by being uniformly darker will not be seen.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import List, Sequence, Tuple
 
@@ -60,8 +61,10 @@ class Preprocess:
             raise ValueError(f"contrast must be one of {CONTRASTS}, got {self.contrast!r}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"mean/std need {self.channels} values for color {self.color}")
-        if any(s <= 0 for s in self.std):
-            raise ValueError("std values must be > 0")
+        if not all(math.isfinite(s) and s > 0 for s in self.std) or not all(math.isfinite(m) for m in self.mean):
+            raise ValueError(f"std values must be finite and > 0, mean values finite; got mean {self.mean}, std {self.std}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be finite and > 0 (1/255 for 8-bit images), got {self.scale}")
 
     @property
     def channels(self) -> int:

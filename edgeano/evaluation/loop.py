@@ -56,6 +56,7 @@ def evaluate(engine: Engine, ds: Dataset, batch: int = 16) -> Dict:
     n_norm, n_anom = int((labels == 0).sum()), int((labels == 1).sum())
     res = {
         "backend": engine.name,
+        "precision": engine.precision,  # what the runner computed in (OpenVINO: pinned f32 or bf16)
         "image_auroc": None,
         "f1_max": None,
         "threshold": engine.threshold,
@@ -88,7 +89,7 @@ def format_report(res: Dict) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
     lines = [
-        f"backend      {res['backend']}",
+        f"backend      {res['backend']}" + (f", computing in {res['precision']}" if res.get("precision") else ""),
         f"images       {res['n_normal']} good, {res['n_anomalous']} anomalous" + (f", {res['n_skipped']} unreadable skipped" if res["n_skipped"] else ""),
         f"image AUROC  {f(res['image_auroc'])}",
         f"F1-max       {f(res['f1_max'])}" + (f" at score >= {res['f1_max_threshold']:.5g}" if res.get("f1_max_threshold") is not None else ""),

@@ -29,7 +29,7 @@ from typing import Dict, Iterable, List, Optional, Set
 import numpy as np
 
 from edgeano.artifact import get_onnx_metadata, load_onnx, preprocess_of, set_onnx_metadata
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_ERROR, EdgeanoError
 from edgeano.fileio import write_bytes
 from edgeano.onnx_graph import head_nodes, producers
 
@@ -85,7 +85,7 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
     check_x = x if x is not None and len(x) else np.random.default_rng(0).random((2, *pre.input_shape), dtype=np.float32)
     check = _compare(model, half, check_x[:16])
     if not check["finite"]:
-        raise EdgeanoError(f"FP16 model gives non-finite outputs on the check inputs; keep FP32 for {src_onnx.name}")
+        raise EdgeanoError(f"FP16 model gives non-finite outputs on the check inputs; keep FP32 for {src_onnx.name}", EXIT_ERROR)
     write_bytes(dst_onnx, half.SerializeToString())
     return {"kept_fp32": sorted(kept.items()), "n_nodes": len(model.graph.node), "n_kept": len(kept),
             "probe_frames": 0 if x is None else int(len(x)), "max_abs": max_abs, "check": check, "path": str(dst_onnx)}
@@ -213,7 +213,7 @@ def _topological_sort(graph) -> None:
             else:
                 rest.append(node)
         if len(rest) == len(pending):
-            raise EdgeanoError(f"FP16 graph has a cycle or dangling input at {rest[0].name}")
+            raise EdgeanoError(f"FP16 graph has a cycle or dangling input at {rest[0].name}", EXIT_ERROR)
         pending = rest
     del graph.node[:]
     graph.node.extend(ordered)

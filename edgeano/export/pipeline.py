@@ -11,10 +11,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from edgeano.compare import TOLERANCES
-from edgeano.data.datasets import good_frames
+from edgeano.data.datasets import good_frames, load_dataset
 from edgeano.data.synthetic import texture_frames
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_ERROR, EdgeanoError
+from edgeano.export.formats import check_format, write_format
 from edgeano.export.onnx_export import compare_engines, export_onnx
+from edgeano.fileio import atomic_path
 from edgeano.golden import N_IMAGES, golden_name, write_golden
 from edgeano.loaders import is_checkpoint, resolve_model
 
@@ -52,7 +54,8 @@ def check_parity(ref, onnx_path: Path, frames, label: str, rtol: Optional[float]
         msg += f", map max abs diff {d['map_max_abs']:.2e} ({d['map_max_rel_to_peak']:.2e} of peak)"
     report.info(msg)
     if rtol is not None and not d["score_max_rel"] <= rtol:
-        raise EdgeanoError(f"{onnx_path}: ONNX Runtime {label} differs from PyTorch by {d['score_max_rel']:.2e} > {rtol:g}; the export is wrong, not writing on")
+        raise EdgeanoError(f"{label} export of {onnx_path.name}: ONNX Runtime differs from PyTorch by {d['score_max_rel']:.2e} > {rtol:g}; "
+                           "not written (please report this model)", EXIT_ERROR)
     return d
 
 
@@ -74,19 +77,48 @@ def maybe_build_engines(onnx_paths: Dict[str, Path]) -> None:
         report.info(f"wrote {engine} (TensorRT {prec})")
 
 
-def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], fp16: bool, int8: bool,
-               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True) -> Dict[str, Path]:
-    # validate every flag before any work (fail fast, Ultralytics-style)
+def check_export_flags(model: str, out: Optional[str], int8: bool, data: Optional[str], num: int, method: str, opset: int,
+                       runs: str = "runs", fmt: str = "onnx", name: Optional[str] = None,
+                       max_batch: Optional[int] = None) -> Tuple[Path, Path, Optional[Path]]:
+    """Every flag, before anything is loaded or written (fail fast, Ultralytics-style): returns
+    (checkpoint, FP32 output path, the triton/deepstream folder or None)."""
+    from edgeano.fileio import check_output_dir, check_output_file
+
     ckpt_path = resolve_model(model, runs)
     if not is_checkpoint(ckpt_path):
         raise EdgeanoError(f"export needs a PyTorch checkpoint (.pt), got {ckpt_path}; for an existing ONNX use `edgeano calibrate` or `edgeano build`")
+    if not 11 <= opset <= 21:
+        raise EdgeanoError(f"--opset {opset} is out of range: use 11..21 (17 for TensorRT 8.6)")
+    fmt_dir = check_format(fmt, out, ckpt_path, name, max_batch)
+    if fmt_dir is not None:  # --out is the format's folder; the ONNX goes beside the checkpoint
+        check_output_dir(fmt_dir, "--out")
+        out = None
     if int8 and not data:
         raise EdgeanoError("--int8 needs --data DIR with normal images to calibrate on (e.g. the training folder)")
     if data and not Path(data).is_dir():
         raise EdgeanoError(f"--data folder not found: {data}")
-    out_path = Path(out) if out else ckpt_path.with_suffix(".onnx")
-    if out_path.suffix != ".onnx":
-        raise EdgeanoError(f"--out must end in .onnx, got {out_path}")
+    if int8:
+        from edgeano.calibration.quantize import METHODS
+
+        if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+            raise EdgeanoError(f"--num must be >= 1 (normal images to calibrate on), got {num}")
+        if method not in METHODS:
+            raise EdgeanoError(f"unknown calibration method {method!r}: use {', '.join(METHODS)}")
+        if not load_dataset(data).train:
+            raise EdgeanoError(f"no normal images in {data}: --int8 calibrates on train/good (MVTec layout) or a folder of good images")
+    out_path = check_output_file(Path(out) if out else ckpt_path.with_suffix(".onnx"), "--out", (".onnx",))
+    return ckpt_path, out_path, fmt_dir
+
+
+def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], fp16: bool, int8: bool,
+               data: Optional[str], num: int, method: str, runs: str = "runs", build: bool = True,
+               fmt: str = "onnx", name: Optional[str] = None, max_batch: Optional[int] = None) -> Dict[str, Path]:
+    """Each output is written to a temp file beside it, checked against PyTorch there, and only
+    then renamed over the previous file: a bad checkpoint, a failed check or Ctrl-C leaves the
+    previous good model in place, and two exports racing on one --out each check their own file."""
+    ckpt_path, out_path, fmt_dir = check_export_flags(model, out, int8, data, num, method, opset, runs, fmt, name, max_batch)
+    if fmt_dir is not None:  # triton and deepstream serve batches
+        dynamic_batch = True
 
     from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
     from edgeano.models.runner import TorchRunner
@@ -94,30 +126,17 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
 
     model_obj, ckpt = load_checkpoint(ckpt_path)
     meta = checkpoint_metadata(model_obj, ckpt, source_checkpoint=ckpt_path.name, golden=golden_name(out_path))
-    export_onnx(model_obj, out_path, meta, opset=opset, dynamic_batch=dynamic_batch)
-    report.info(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
     frames, where = parity_frames(ckpt_path, data)
-    report.info(f"checking against PyTorch on {where}")
     ref = Engine(TorchRunner(model_obj), meta)
-    check_parity(ref, out_path, frames, "FP32", FP32_SCORE_RTOL)
+    with atomic_path(out_path, suffix=".tmp.onnx") as staged:
+        export_onnx(model_obj, staged, meta, opset=opset, dynamic_batch=dynamic_batch)
+        report.info(f"checking the FP32 export against PyTorch on {where}")
+        check_parity(ref, staged, frames, "FP32", FP32_SCORE_RTOL)
+    report.info(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
     report.info(f"wrote {write_golden(out_path, ref, frames, where)} (PyTorch's outputs on {min(len(frames), N_IMAGES)} images: `edgeano verify`)")
     outputs = {"fp32": out_path}
-
     if fp16:
-        from edgeano.export.fp16 import to_fp16
-
-        p16 = out_path.with_suffix(".fp16.onnx")
-        rep = to_fp16(out_path, p16, frames)
-        kept = rep.get("kept_fp32", [])
-        report.info(f"wrote {p16} (FP16, inputs/outputs float32)")
-        by_reason: Dict[str, List[str]] = {}
-        for node, why in kept:
-            by_reason.setdefault(why, []).append(node)
-        for why, nodes in by_reason.items():
-            shown = ", ".join(nodes[:8]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 8 else "")
-            report.info(f"  kept in FP32, {why}: {shown}")
-        check_parity(ref, p16, frames, "FP16", None)
-        outputs["fp16"] = p16
+        outputs["fp16"] = _export_fp16(out_path, ref, frames)
     if int8:
         from edgeano.calibration.quantize import calibrate_onnx
 
@@ -128,4 +147,23 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
         outputs["int8"] = p8
     if build:
         maybe_build_engines({k: v for k, v in outputs.items() if k != "fp32" or len(outputs) == 1})
+    if fmt_dir is not None:
+        outputs[fmt] = write_format(fmt, fmt_dir, outputs, name, max_batch)
     return outputs
+
+
+def _export_fp16(fp32_path: Path, ref, frames) -> Path:
+    from edgeano.export.fp16 import to_fp16
+
+    p16 = fp32_path.with_suffix(".fp16.onnx")
+    with atomic_path(p16, suffix=".tmp.onnx") as staged:
+        rep = to_fp16(fp32_path, staged, frames)
+        by_reason: Dict[str, List[str]] = {}
+        for node, why in rep.get("kept_fp32", []):
+            by_reason.setdefault(why, []).append(node)
+        for why, nodes in by_reason.items():
+            shown = ", ".join(nodes[:8]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 8 else "")
+            report.info(f"  kept in FP32, {why}: {shown}")
+        check_parity(ref, staged, frames, "FP16", None)
+    report.info(f"wrote {p16} (FP16, inputs/outputs float32)")
+    return p16

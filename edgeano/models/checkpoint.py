@@ -8,16 +8,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from edgeano import __version__
-from edgeano.artifact import make_metadata
-from edgeano.data.preprocess import Preprocess
+from edgeano.artifact import check_input, check_number, make_metadata
 from edgeano.errors import EdgeanoError
-from edgeano.fileio import atomic_path
+from edgeano.fileio import write_bytes
 from edgeano.models.common import AnomalyModel, load_torch_file
 from edgeano.models.registry import create
 
@@ -37,9 +37,9 @@ def save_checkpoint(path, model: AnomalyModel, meta: Dict[str, Any], train_state
     }
     if train_state is not None:
         ckpt["train_state"] = train_state
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-    return Path(path)
+    buf = io.BytesIO()  # serialised in memory first: torch.save reports a full disk as "[enforce fail at ...]"
+    torch.save(ckpt, buf)
+    return write_bytes(path, buf.getbuffer())
 
 
 def read_checkpoint(path) -> Dict[str, Any]:
@@ -48,14 +48,45 @@ def read_checkpoint(path) -> Dict[str, Any]:
     ckpt = load_torch_file(path, "edgeano checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise EdgeanoError(f"{path} is not an edgeano checkpoint (train one with `edgeano train`)")
-    if ckpt.get("version", 0) > VERSION:
-        raise EdgeanoError(f"{path}: checkpoint version {ckpt['version']} is newer than this edgeano; upgrade edgeano")
+    version = ckpt.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise EdgeanoError(f"{path}: checkpoint version is {version!r}, not a number{RETRAIN}")
+    if version > VERSION:
+        raise EdgeanoError(f"{path}: checkpoint version {version} is newer than this edgeano; upgrade edgeano")
+    return check_checkpoint(ckpt, path)
+
+
+RETRAIN = "; train it again with `edgeano train`"
+
+
+def check_checkpoint(ckpt: Dict[str, Any], path) -> Dict[str, Any]:
+    """Every section a checkpoint needs, of the right type, before a model is built from it: a
+    tampered file fails in one line naming it and the field."""
+    for key, kind in (("model", str), ("config", dict), ("preprocess", dict), ("state_dict", dict), ("meta", dict)):
+        if key not in ckpt:
+            raise EdgeanoError(f"{path}: checkpoint has no {key}{RETRAIN}")
+        if not isinstance(ckpt[key], kind):
+            raise EdgeanoError(f"{path}: checkpoint {key} is a {type(ckpt[key]).__name__}, expected a {kind.__name__}{RETRAIN}")
+    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in ckpt["state_dict"].items()):
+        raise EdgeanoError(f"{path}: checkpoint state_dict holds something other than named tensors{RETRAIN}")
+    check_input(ckpt["preprocess"], str(path), section="preprocess", what="checkpoint ", hint=RETRAIN.lstrip("; "))
+    threshold = ckpt["meta"].get("threshold")
+    if not isinstance(threshold, dict) or "value" not in threshold:
+        raise EdgeanoError(f"{path}: checkpoint meta.threshold is {threshold!r}, expected {{\"value\": <number>, ...}}{RETRAIN}")
+    check_number(threshold["value"], f"{path}: checkpoint meta.threshold.value")
     return ckpt
 
 
 def load_checkpoint(path, device: str = "cpu") -> Tuple[AnomalyModel, Dict[str, Any]]:
     ckpt = read_checkpoint(path)
-    model = create(ckpt["model"], Preprocess.from_dict(ckpt["preprocess"]), **ckpt["config"])
+    pre = check_input(ckpt["preprocess"], str(path), section="preprocess", what="checkpoint ", hint=RETRAIN.lstrip("; "))
+    try:
+        model = create(ckpt["model"], pre, **ckpt["config"])
+    except TypeError as e:  # a config key the model does not take, or one it needs missing
+        raise EdgeanoError(f"{path}: checkpoint config {sorted(ckpt['config'])} does not fit model {ckpt['model']!r} "
+                           f"({str(e).split(': ', 1)[-1][:120]}){RETRAIN}")
+    except ValueError as e:
+        raise EdgeanoError(f"{path}: checkpoint config does not fit model {ckpt['model']!r}: {str(e)[:160]}{RETRAIN}")
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
@@ -66,7 +97,9 @@ def load_checkpoint(path, device: str = "cpu") -> Tuple[AnomalyModel, Dict[str, 
 def checkpoint_metadata(model: AnomalyModel, ckpt: Dict[str, Any], **extra) -> Dict[str, Any]:
     """The artifact metadata for a checkpoint: what `export` writes and the torch runner reports."""
     m = dict(ckpt.get("meta", {}))
-    threshold = m.pop("threshold", None) or {"value": float("inf"), "method": "none"}
+    threshold = m.pop("threshold", None)
+    if not threshold:
+        raise EdgeanoError("the checkpoint has no threshold (meta.threshold); train it with `edgeano train`")
     stats = m.pop("score_stats", {})
     m.pop("edgeano", None)
     m.update(model.extra_metadata())

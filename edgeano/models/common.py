@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -23,7 +24,9 @@ def load_torch_file(path, what: str) -> Any:
     if not path.is_file():
         raise EdgeanoError(f"{what} not found: {path}")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. a two-line UserWarning about a pickle protocol, before refusing the file
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except _LOAD_ERRORS as e:
         raise EdgeanoError(f"{path} is not a readable {what} (truncated or wrong file?): {type(e).__name__}")
 

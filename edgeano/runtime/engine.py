@@ -10,6 +10,7 @@ has both N) and `close()`. `Engine.infer` splits, pads and slices to that range 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edgeano.artifact import preprocess_of
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.runtime.io_plan import batch_calls, pad_batch, slice_outputs
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -61,8 +62,24 @@ def _load_tensorrt(path: Path, **kw):
     return cached_tensorrt_runner(path, **kw)
 
 
-RUNNERS = {"onnxruntime": _load_onnxruntime, "tensorrt": _load_tensorrt}
+def _load_triton(target: str, **kw):
+    """A model on a Triton server (`http://host:8000/v2/models/NAME`): no local artifact."""
+    from edgeano.runtime.triton import TritonRunner
+
+    return TritonRunner(target, **kw)
+
+
+def _load_openvino(path: Path, **kw):
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        raise EdgeanoError(f"{path} is a TensorRT engine; OpenVINO needs the .onnx it was built from", EXIT_USAGE)
+    from edgeano.runtime.openvino import OpenVINORunner
+
+    return OpenVINORunner(path, **kw)
+
+
+RUNNERS = {"onnxruntime": _load_onnxruntime, "tensorrt": _load_tensorrt, "triton": _load_triton, "openvino": _load_openvino}
 BACKENDS = ("auto",) + tuple(RUNNERS)  # the CLI's --backend choices (edgeano.cli.common.BACKENDS) mirror this
+REMOTE = ("triton",)  # runners whose target is a server URL, not a file (edgeano serve hosts the others)
 
 
 def auto_backend(path: Path) -> str:
@@ -80,17 +97,29 @@ class Engine:
         self.meta = meta
         self.preprocess = preprocess_of(meta)
         self.threshold = float(meta["threshold"]["value"] if threshold is None else threshold)
+        if math.isnan(self.threshold):  # every frame would pass as OK; artifacts and --threshold are refused before this
+            raise EdgeanoError("threshold is NaN: give a finite number")
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path, backend: str = "auto", threshold: Optional[float] = None, **runner_kwargs) -> "Engine":
         """`.onnx` -> TensorRT (cached engine) where available, else ONNX Runtime; `.engine`/`.plan` ->
-        TensorRT. backend: one of BACKENDS."""
+        TensorRT; a served model's URL (`http://host:8000/v2/models/NAME`, grpc://...) -> Triton.
+        backend: one of BACKENDS."""
+        from edgeano.runtime.triton import is_model_url
+
+        if backend not in BACKENDS:
+            raise EdgeanoError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+        if is_model_url(path):
+            if backend not in ("auto",) + REMOTE:
+                raise EdgeanoError(f"{path} is a model on a server; --backend {backend} runs a local file (the server picks its own)", EXIT_USAGE)
+            runner = RUNNERS["triton"](path, **runner_kwargs)
+            return cls(runner, runner.meta, threshold)
+        if backend in REMOTE:
+            raise EdgeanoError(f"--backend {backend} scores through a server: give --server URL and the served model's name", EXIT_USAGE)
         path = Path(path)
         if not path.is_file():
             raise EdgeanoError(f"model file not found: {path}")
-        if backend not in BACKENDS:
-            raise EdgeanoError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
         if path.suffix.lower() not in ENGINE_SUFFIXES + (".onnx",):
             raise EdgeanoError(f"{path}: unsupported model file (expected .onnx or .engine; .pt checkpoints need edgeano[train])")
         if backend == "auto":
@@ -102,6 +131,11 @@ class Engine:
     @property
     def name(self) -> str:
         return getattr(self.runner, "name", type(self.runner).__name__)
+
+    @property
+    def precision(self) -> str:
+        """What the runner computes in (OpenVINO: as its compiled model reports it), else the artifact's."""
+        return str(getattr(self.runner, "precision", None) or self.meta.get("precision", "fp32"))
 
     @property
     def has_map(self) -> bool:

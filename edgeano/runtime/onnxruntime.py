@@ -9,10 +9,18 @@ import numpy as np
 
 from edgeano.artifact import check_io, get_onnx_metadata, load_onnx
 from edgeano.errors import EdgeanoError
+from edgeano.runtime.cpu import physical_cores
+
+
+MAX_THREADS = 1024  # a bound for library callers; the CLI's --threads stops at the CPUs this process may use
 
 
 class OnnxRuntimeRunner:
-    def __init__(self, path, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None):
+    def __init__(self, path, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
+                 spinning: Optional[bool] = None):
+        """threads: intra-op threads (None: ORT's default, one per physical core). spinning: whether
+        idle intra-op threads busy-wait for the next parallel section (ORT's default: yes); off
+        leaves their core to other threads of the process, such as the camera loop's capture."""
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -21,9 +29,13 @@ class OnnxRuntimeRunner:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only: ORT's warnings are noise for users
-        if threads:
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+                raise EdgeanoError(f"threads={threads!r}: ONNX Runtime takes 1..{MAX_THREADS} CPU threads")
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         available = ort.get_available_providers()
         providers = list(providers) if providers else ["CPUExecutionProvider"]
         unknown = [p for p in providers if p not in available]
@@ -42,6 +54,8 @@ class OnnxRuntimeRunner:
         self.max_batch = 0 if self.input_shape[0] == -1 else int(self.input_shape[0])
         self.min_batch = max(1, self.max_batch)  # a fixed batch N takes exactly N rows (Engine.infer pads)
         self.name = f"onnxruntime-{self.meta.get('precision', 'fp32')}"
+        self.on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        self.threads = int(threads) if threads else (physical_cores() if self.on_cpu else None)
 
     def infer(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})

@@ -24,7 +24,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from edgeano.artifact import check_io, sidecar_path, validate
-from edgeano.errors import EdgeanoError
+from edgeano.errors import EXIT_ERROR, EdgeanoError
 from edgeano.runtime.io_plan import pad_batch, plan_io, profile_error, slice_outputs
 
 SIDECAR_SCHEMA = 1
@@ -247,7 +247,7 @@ class TensorRTRunner:
         size = self.plan.call_batch(n)
         with self._lock:
             if self._ctx is None:
-                raise EdgeanoError(f"{self.path}: the runner is closed")
+                raise EdgeanoError(f"{self.path}: the runner is closed", EXIT_ERROR)
             return slice_outputs(self._call(pad_batch(x, size)), n)
 
     def _call(self, x: np.ndarray) -> Dict[str, np.ndarray]:
@@ -261,13 +261,13 @@ class TensorRTRunner:
                     got = tuple(self.context.get_tensor_shape(name))
                     if got != plan.shape(name, b):
                         raise EdgeanoError(f"{self.path}: output {name!r} has shape {got} for a batch of {b}; "
-                                           f"expected {plan.shape(name, b)}")
+                                           f"expected {plan.shape(name, b)}", EXIT_ERROR)
                 self._batch = b
             host_in = self.host[self.input_name][: x.size]
             host_in[:] = x.astype(host_in.dtype, copy=False).reshape(-1)
             cuda.memcpy_htod_async(self.device_mem[self.input_name], host_in, self.stream)
             if not self.context.execute_async_v3(self.stream.handle):
-                raise EdgeanoError(f"{self.path}: TensorRT execution failed (see the TensorRT log line above)")
+                raise EdgeanoError(f"{self.path}: TensorRT execution failed (see the TensorRT log line above)", EXIT_ERROR)
             shapes = {name: plan.shape(name, b) for name in self.output_names}
             for name in self.output_names:
                 cuda.memcpy_dtoh_async(self.host[name][: int(np.prod(shapes[name]))], self.device_mem[name], self.stream)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from edgeano.artifact import check_io, get_onnx_metadata, load_onnx, preprocess_of, sidecar_path
-from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.errors import EXIT_ERROR, EXIT_USAGE, EdgeanoError
 from edgeano.fileio import sha256_file, write_bytes, write_json
 from edgeano.runtime.tensorrt import _Logger, cuda_context, device_info, import_tensorrt
 from edgeano.runtime.trt_plan import PRECISIONS, BuildPlan, BuildRequest, fp32_layers, plan_build
@@ -68,6 +68,9 @@ def inspect_onnx(path) -> OnnxInfo:
     if precision not in PRECISIONS:
         raise EdgeanoError(f"{path}: unknown precision {precision!r} in its metadata (expected {', '.join(PRECISIONS)})",
                            EXIT_USAGE)
+    if (meta.get("calibration") or {}).get("target") == "cpu":
+        raise EdgeanoError(f"{path} is the CPU form of INT8 (asymmetric, for ONNX Runtime/OpenVINO on x86); TensorRT needs "
+                           "the TensorRT form: edgeano calibrate FP32.onnx --data DIR (without --target cpu)", EXIT_USAGE)
     check_external_data(model, path)
     names = tuple(n.name for n in model.graph.node)
     head = tuple(head_nodes(model)) if all(names) and len(set(names)) == len(names) else ()
@@ -181,7 +184,7 @@ def _build(trt, info: OnnxInfo, plan: BuildPlan, engine_path: Path, workspace_gi
     if not parser.parse_from_file(str(info.path)):
         for i in range(parser.num_errors):
             log(f"  onnx parser: {parser.get_error(i)}")
-        raise EdgeanoError(f"TensorRT {trt.__version__} cannot parse {info.path} ({parser.num_errors} error(s) above)")
+        raise EdgeanoError(f"TensorRT {trt.__version__} cannot parse {info.path} ({parser.num_errors} error(s) above)", EXIT_ERROR)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
@@ -206,7 +209,7 @@ def _build(trt, info: OnnxInfo, plan: BuildPlan, engine_path: Path, workspace_gi
     with _Heartbeat("building"):
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EdgeanoError(f"TensorRT could not build an engine from {info.path} (see the TensorRT errors above)")
+        raise EdgeanoError(f"TensorRT could not build an engine from {info.path} (see the TensorRT errors above)", EXIT_ERROR)
     seconds = time.monotonic() - t0
     if timing_cache:
         write_bytes(timing_cache, bytes(timing.serialize()))  # the attached cache, updated by the build

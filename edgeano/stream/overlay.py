@@ -1,10 +1,10 @@
 """The annotated frame: OK/NG banner, score against threshold, FPS, ROI box and the anomaly heatmap.
 
-Heatmap normalisation (a choice, stated): the colours use each map's own range (min -> blue,
-max -> red), because the map's units differ per model and the artifact carries score statistics,
-not map statistics. To keep a normal frame from looking alarming, the heatmap's *opacity* follows
-the score: faint at the typical normal score (`score_stats.p50` from the artifact), full at the
-threshold and above. So where = colour, how bad = opacity.
+Heatmap colours: in the artifact's map units where its metadata has `map` (edgeano/stream/maps.py:
+a good frame stays cold, a colour means the same on every frame). Artifacts without it (older
+exports, GANomaly) fall back to each map's own range (min -> blue, max -> red). In both, the
+heatmap's *opacity* follows the score: faint at the typical normal score (`score_stats.p50`),
+full at the threshold and above. So where = colour, how bad = opacity.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Optional, Tuple
 
 import cv2
 import numpy as np
+
+from edgeano.stream.maps import MapScale, colorize_levels
 
 OK_COLOR = (60, 180, 60)  # BGR
 NG_COLOR = (40, 40, 230)
@@ -32,8 +34,11 @@ def heatmap_alpha(score: float, threshold: float, normal_ref: Optional[float]) -
     return MIN_ALPHA + t * (MAX_ALPHA - MIN_ALPHA)
 
 
-def colorize(amap: np.ndarray) -> np.ndarray:
-    """HxW float map -> HxWx3 uint8 BGR (JET) over the map's own range."""
+def colorize(amap: np.ndarray, scale: Optional[MapScale] = None) -> np.ndarray:
+    """HxW float map -> HxWx3 uint8 BGR (JET): in the artifact's units with a MapScale, else over
+    the map's own range."""
+    if scale is not None:
+        return colorize_levels(scale.levels(amap))
     m = np.nan_to_num(amap.astype(np.float32))
     lo, hi = float(m.min()), float(m.max())
     norm = (m - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(m)
@@ -43,15 +48,16 @@ def colorize(amap: np.ndarray) -> np.ndarray:
 class Overlay:
     """Draws on a copy of the frame; the frame the engine scored is never touched."""
 
-    def __init__(self, threshold: float, preprocess, normal_ref: Optional[float] = None):
+    def __init__(self, threshold: float, preprocess, normal_ref: Optional[float] = None, map_scale: Optional[MapScale] = None):
         self.threshold = float(threshold)
         self.preprocess = preprocess
         self.normal_ref = normal_ref
+        self.map_scale = map_scale
 
     def heatmap_on(self, frame: np.ndarray, amap: np.ndarray, score: float, roi: Optional[Roi]) -> None:
         x, y, w, h = roi if roi else (0, 0, frame.shape[1], frame.shape[0])
         region = frame[y : y + h, x : x + w]
-        color = colorize(self.preprocess.resize_map(amap, region.shape[:2]))
+        color = colorize(self.preprocess.resize_map(amap, region.shape[:2]), self.map_scale)
         a = heatmap_alpha(score, self.threshold, self.normal_ref)
         cv2.addWeighted(color, a, region, 1.0 - a, 0.0, dst=region)
 

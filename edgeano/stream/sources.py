@@ -64,6 +64,19 @@ def csi_pipeline(sensor: int, width: Optional[int], height: Optional[int], fps: 
     )
 
 
+def network_pipeline(url: str, timeout_s: float = NETWORK_TIMEOUT_MS / 1000) -> str:
+    """GStreamer pipeline for a network stream (JetPack's OpenCV has no FFmpeg). decodebin picks the
+    hardware decoder (nvv4l2decoder) where there is one. RTSP goes through rtspsrc with its UDP and
+    TCP timeouts set, so a dead camera ends the stream (-> reconnect) instead of leaving the read
+    blocked; the loop's watchdog (--stall-timeout) covers whatever still blocks."""
+    sink = "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    if url.lower().startswith(("rtsp://", "rtsps://")):
+        us = int(timeout_s * 1e6)
+        loc = url.replace('"', '%22')
+        return f'rtspsrc location="{loc}" latency=200 timeout={us} tcp-timeout={us} ! decodebin ! {sink}'
+    return f"uridecodebin uri={url} ! {sink}"
+
+
 def parse_source(camera: Optional[int] = None, source: Optional[str] = None, width: Optional[int] = None,
                  height: Optional[int] = None, fps: Optional[float] = None) -> SourceSpec:
     """--camera N or --source URI -> SourceSpec; raises EdgeanoError (exit 3) for a path that does not exist."""
@@ -142,9 +155,7 @@ class CaptureSource:
         if s.needs_gstreamer:
             return cv2.CAP_GSTREAMER, s.target
         if s.kind == "network" and not opencv_has("FFMPEG") and opencv_has("GStreamer"):
-            # JetPack's OpenCV: decodebin picks the hardware decoder (nvv4l2decoder) where there is one
-            return cv2.CAP_GSTREAMER, (f"uridecodebin uri={s.target} ! videoconvert ! video/x-raw,format=BGR ! "
-                                       "appsink drop=true max-buffers=1 sync=false")
+            return cv2.CAP_GSTREAMER, network_pipeline(s.target)
         if s.kind == "file" and not opencv_has("FFMPEG") and opencv_has("GStreamer"):
             loc = str(Path(s.target).resolve()).replace('"', '\\"')
             return cv2.CAP_GSTREAMER, f'filesrc location="{loc}" ! decodebin ! videoconvert ! video/x-raw,format=BGR ! appsink sync=false'
@@ -204,9 +215,14 @@ class CaptureSource:
             self.cap = None
 
 
+def make_source(spec: SourceSpec):
+    """A SourceSpec -> a source object, not yet opened (FolderSource or CaptureSource)."""
+    return FolderSource(spec) if spec.kind == "folder" else CaptureSource(spec)
+
+
 def open_source(spec: SourceSpec):
     """A SourceSpec -> an opened source (FolderSource or CaptureSource); EdgeanoError(exit 3) if it will not open."""
-    src = FolderSource(spec) if spec.kind == "folder" else CaptureSource(spec)
+    src = make_source(spec)
     src.open()
     return src
 

@@ -120,8 +120,8 @@ def train(model: str, data, backbone=None, weights=None, img_size: Optional[int]
         raise EdgeanoError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")
     recipe = RECIPES[model]
     ds = load_dataset(data)
-    if len(ds.train) < 2:
-        raise EdgeanoError(f"{data}: need at least 2 good training images, found {len(ds.train)}")
+    if len(ds.train) < 3:  # 2 to train on (BatchNorm needs 2 per batch) + 1 held out for the threshold
+        raise EdgeanoError(f"{data}: need at least 3 good training images, found {len(ds.train)}")
     opts = {"nz": nz, "width": width, "loss": loss, "blocks": blocks, "beta": beta}
     if resume:
         run_dir, ckpt = _resume(out, model, name, ds, data)

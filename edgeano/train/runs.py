@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from edgeano.data.preprocess import CONTRASTS
 from edgeano.errors import EXIT_USAGE, EdgeanoError
-from edgeano.fileio import write_json, write_text
+from edgeano.fileio import not_written, write_json, write_text
+
+
+LEFTOVER = {"weights", "train.log", "config.json", "metrics.csv"}  # what a run holds before its first checkpoint
+_created: List[Path] = []  # run folders this process made, for discard_unsaved
 
 
 def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = False) -> Path:
-    """runs/<model>/<name>; without a name, exp, exp2, exp3... (the first free one)."""
+    """runs/<model>/<name>; without a name, exp, exp2, exp3... (the first free one). A named
+    folder that a failed run left without any checkpoint is reused, never a trap."""
     base = Path(out) / model
     if name:
         d = base / name
         if d.exists() and not exist_ok and any(d.iterdir()):
-            raise FileExistsError(d)
+            if not is_unsaved(d):
+                raise FileExistsError(d)
+            close_run_logger(d)
+            shutil.rmtree(d)
     else:
         i = 1
         while True:
@@ -25,8 +34,42 @@ def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = Fa
             if not d.exists():
                 break
             i += 1
+    if not d.exists():
+        _created.append(d)
     (d / "weights").mkdir(parents=True, exist_ok=True)
     return d
+
+
+def is_unsaved(run_dir: Path) -> bool:
+    """A run folder holding only what a run writes before its first checkpoint (and perhaps the
+    temp file of a save that was killed)."""
+    run_dir = Path(run_dir)
+    if not {p.name for p in run_dir.iterdir()} <= LEFTOVER:
+        return False
+    weights = run_dir / "weights"
+    return not weights.exists() or (weights.is_dir() and all(p.name.startswith(".") and p.name.endswith(".tmp")
+                                                             for p in weights.iterdir()))
+
+
+def created_mark() -> int:
+    return len(_created)
+
+
+def discard_unsaved(mark: int) -> None:
+    """Remove the run folders made since `mark` that never saved a checkpoint (a training that
+    failed: bad data, full disk, Ctrl-C before the first epoch ended)."""
+    for d in _created[mark:]:
+        if d.is_dir() and is_unsaved(d):
+            close_run_logger(d)
+            shutil.rmtree(d, ignore_errors=True)
+    del _created[mark:]
+
+
+def close_run_logger(run_dir: Path, name: str = "edgeano.train") -> None:
+    log = logging.getLogger(f"{name}.{Path(run_dir).resolve()}")
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
 
 
 def save_config(run_dir: Path, config: dict) -> Path:
@@ -39,10 +82,22 @@ def run_logger(run_dir: Path, name: str = "edgeano.train") -> logging.Logger:
     log.setLevel(logging.INFO)
     log.propagate = False
     if not log.handlers:
-        h = logging.FileHandler(Path(run_dir) / "train.log")
+        path = Path(run_dir) / "train.log"
+        try:
+            h = _LogFile(path, encoding="utf-8", errors="backslashreplace")  # a non-UTF-8 file name is logged, escaped
+        except OSError as e:
+            raise not_written(path, e) from None
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(h)
     return log
+
+
+class _LogFile(logging.FileHandler):
+    """train.log: a line that cannot be written (disk full) is dropped, not printed as a logging
+    traceback per line; the checkpoint save that follows reports the full disk in one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def contrast_option(contrast: Optional[str]) -> str:
