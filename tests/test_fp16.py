@@ -106,7 +106,6 @@ def test_refuses_to_convert_twice_or_in_place(exported, tmp_path):
 
 
 def test_gaussian_fp16(gaussian_onnx, texture_data, tmp_path):
-    pytest.importorskip("edgeano.models.gaussian")
     frames = sample_frames(load_dataset(texture_data).train, 4)
     rep = to_fp16(gaussian_onnx, tmp_path / "g16.onnx", frames)
     assert rep["n_kept"] >= 3 and rep["check"]["finite"]
