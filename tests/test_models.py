@@ -20,6 +20,7 @@ from edgeano.train.gan_steps import AnoGANStep
 from edgeano.train.reconstruction import OESDNStep, ReconstructionStep, rotate_outliers
 
 NEW = {"anogan": {}, "egbad": {}, "ae": {}, "vae": {}, "rvae": {"blocks": 1}, "oe-sdn": {}}
+UNTRAINED = {"meta": {"threshold": {"value": 1.0, "method": "untrained test model"}}}  # checkpoints must carry one
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +165,7 @@ def test_latent_search_lowers_the_anogan_loss_and_runs_through_the_engine():
         z0 = torch.randn(3, 12, 1, 1, generator=torch.Generator().manual_seed(0))
         assert torch.allclose(start, search_loss(model, model.normalize(x), z0, 0.1)[0], rtol=1e-5)
     assert all(p.requires_grad for p in model.parameters())  # the search froze them only while it ran
-    eng = Engine(TorchRunner(LatentSearch(model, steps=3)), checkpoint_metadata(model, {"meta": {}}))
+    eng = Engine(TorchRunner(LatentSearch(model, steps=3)), checkpoint_metadata(model, UNTRAINED))
     frames = [np.random.default_rng(i).integers(0, 255, (40, 50, 3), dtype=np.uint8) for i in range(2)]
     res = eng.score(frames)  # TorchRunner runs in inference mode; the search needs autograd inside it
     assert res.scores.shape == (2,) and np.isfinite(res.scores).all() and res.maps.shape == (2, 32, 32)
@@ -194,7 +195,7 @@ def test_discriminator_logits_are_not_in_the_exported_graph(name, scoring, train
     from edgeano.models.checkpoint import checkpoint_metadata
 
     model = _tiny(name)
-    path = export_onnx(model, tmp_path / f"{name}.onnx", checkpoint_metadata(model, {"meta": {}}))
+    path = export_onnx(model, tmp_path / f"{name}.onnx", checkpoint_metadata(model, UNTRAINED))
     names = [n.name for n in onnx.load(str(path)).graph.node]
     assert not any(training_only in n for n in names)  # the real/fake logit is training-only
     assert any(n.startswith(scoring) for n in names)  # the discriminator features the score uses are in
