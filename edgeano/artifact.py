@@ -7,6 +7,7 @@ Torch-free, so the runtime reads it on a device. Example:
      "mean": [...], "std": [...], "interpolation": "area", "scale": 0.00392, "layout": "NCHW"},
      "outputs": ["score"], "threshold": {"value": 41.2, "method": "fpr@0.01 held-out normal (n=76)"},
      "score_stats": {"mean": ..., "std": ..., "p50": ..., "p99": ..., "max": ..., "n": 76},
+     "map": {"unit": 1.8, "threshold": 3.1, "method": "..."},    (models with an anomaly map)
      "backbone": "efficientnet-lite0", "edgeano": "0.1.0", "opset": 17,
      "train_fingerprint": "sha256:...", "precision": "fp32", "created": "2026-11-22T12:00:00Z"}
 """
@@ -91,7 +92,34 @@ def validate(meta: Any, source: str = "artifact") -> Dict[str, Any]:
         check_number(v, f"{source}: metadata score_stats.{key}")
     if "precision" in meta and meta["precision"] not in PRECISIONS:
         raise _bad(source, "precision", meta["precision"], f"expected one of {', '.join(PRECISIONS)}")
+    if "map" in meta:
+        validate_map(meta["map"], source)
     return meta
+
+
+def validate_map(section: Any, source: str = "artifact") -> Dict[str, Any]:
+    """meta["map"], the one definition of an anomaly map's units (read by eval's pictures and the
+    camera loop's overlay, mask, peak and area: edgeano/stream/maps.py): fixed at training on
+    normal images, so a map means the same on every frame (never per-frame min-max). Raw map values:
+
+        {"unit": 1.8,        # a high quantile of normal pixels (e.g. the 99.9th): the top of normal
+         "threshold": 3.1,   # pixels at or above it are defect pixels (mask, area); a normal frame stays below
+         "method": "...",    # how the two were chosen, in words
+         ...}                # optional numbers: "p50" (median normal pixel), "quantile", "n_images", ...
+
+    unit and threshold finite and > 0; threshold >= unit is not required (a user may lower it)."""
+    if not isinstance(section, dict):
+        raise _bad(source, "map", section, "expected an object with unit, threshold and method")
+    for key in ("unit", "threshold"):
+        v = section.get(key)
+        if not _is_number(v) or not math.isfinite(v) or v <= 0:
+            raise _bad(source, f"map.{key}", v, "expected a finite number > 0 (raw map units)")
+    if not isinstance(section.get("method"), str):
+        raise _bad(source, "map.method", section.get("method"), "expected a string saying how unit and threshold were chosen")
+    for key, v in section.items():
+        if key not in ("unit", "threshold", "method") and not (isinstance(v, str) or (_is_number(v) and math.isfinite(v))):
+            raise _bad(source, f"map.{key}", v, "expected a finite number or a string")
+    return section
 
 
 def check_input(d: Any, source: str, section: str = "input", what: str = "metadata ", hint: str = REEXPORT) -> Preprocess:

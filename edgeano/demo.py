@@ -93,4 +93,3 @@ def run_demo(out: str = "runs/demo", img_size: int = 224, seed: int = 0) -> Dict
     }
     write_json(run_dir / "demo_summary.json", summary)
     return summary
-

@@ -1,14 +1,22 @@
-"""Small walks over an ONNX graph, shared by the FP16 conversion and INT8 calibration.
+"""Small walks over an ONNX graph, and the one precision rule FP16 conversion and INT8
+calibration share.
 
-Both keep a model's *scoring head* in higher precision: the nodes on the way to an output that
-run after the last feature layer (distances, squares, reductions with a large dynamic range).
-One rule decides it for both: a node is in the head when an output depends on it and it is
-neither a feature layer (conv-type) nor upstream of one. Backbone residual Adds and the in-graph
-Normalize feed later convs, so they are not head."""
+Both keep a model's *head* in float32: the nodes on the way to an output (`score`, and
+`anomaly_map` where the model has one) that run after the last feature layer — distances,
+squares, nearest-neighbour minima, reductions, the map's upsampling — whose values are small
+differences of large numbers or sums with a large dynamic range. One rule decides it for both,
+over every graph output: a node is in the head when an output depends on it and it is neither a
+convolution nor upstream of one. Backbone residual Adds and the in-graph Normalize feed later
+convolutions, so they are not head; a feature map that feeds both a later stage and the map head
+is computed in FP16/INT8, and the head reads it in float."""
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Set
+from typing import Dict, Iterable, List, Optional, Set
+
+FEATURE_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv"})  # what FP16 / INT8 are for
+HEAD_REASON = ("head: after the last convolution on the way to an output (score, anomaly map: distances, squares, "
+               "minima and reductions with a large dynamic range); cheap, so kept in float32")
 
 
 def producers(graph) -> Dict[str, object]:
@@ -29,10 +37,11 @@ def upstream(start_nodes: Iterable, producer: Dict[str, object]) -> Set[str]:
     return seen
 
 
-def head_nodes(graph, outputs: Iterable[str], feature_ops: Iterable[str]) -> List[str]:
-    """Names, in graph order, of the nodes `outputs` depend on that are neither a `feature_ops`
-    node nor upstream of one. Needs unique node names."""
+def head_nodes(graph, outputs: Optional[Iterable[str]] = None, feature_ops: Iterable[str] = FEATURE_OPS) -> List[str]:
+    """Names, in graph order, of the nodes `outputs` (default: every graph output) depend on that
+    are neither a `feature_ops` node nor upstream of one. Needs unique node names."""
     producer = producers(graph)
+    outputs = [o.name for o in graph.output] if outputs is None else list(outputs)
     feature_ops = set(feature_ops)
     feeds_features = upstream((n for n in graph.node if n.op_type in feature_ops), producer)
     on_output_path = upstream((producer[o] for o in outputs if o in producer), producer)

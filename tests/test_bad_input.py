@@ -174,6 +174,13 @@ def failed_gan_run(scratch: Path, fx):
     (d / "config.json").write_text("{}\n")
 
 
+def finished_gaussian_run(scratch: Path, fx):
+    """A run that saved its checkpoint: its name is taken."""
+    d = scratch / "runs" / "gaussian" / "done" / "weights"
+    d.mkdir(parents=True)
+    (d / "best.pt").write_bytes(b"a finished run's checkpoint")
+
+
 NON_UTF8 = [b"caf\xe9.png"] + [f"{i:03d}.png".encode() for i in range(1, 5)]
 NO_RUN = "runs/*/*"  # no run folder left behind
 
@@ -288,6 +295,9 @@ CASES = [
     Case("train-non-utf8-name-gaussian", ["train", "--model", "gaussian", "--data", "imgs", "--img-size", "32"], 0, "",
          setup=image_folder(5, NON_UTF8), timeout=TRAINS),
     Case("train-non-utf8-name-gan", ["train", "--model", "ganomaly", "--data", "imgs", *TINY_GAN], 0, "", setup=image_folder(5, NON_UTF8), timeout=TRAINS),
+    # a taken --name fails before the fit (it used to fail after it, minutes later on real data)
+    Case("train-gaussian-taken-name", ["train", "--model", "gaussian", "--data", "{data}", "--img-size", "64", "--name", "done"], USAGE,
+         r"run folder .*done already exists", setup=finished_gaussian_run, survives=["runs/gaussian/done/weights/best.pt"], timeout=30),
     # -- U3: a failed run folder does not trap the user ------------------------------------------------
     Case("train-reuses-failed-run-folder", ["train", "--model", "ganomaly", "--data", "imgs", "--name", "exp1", *TINY_GAN], 0, "",
          setup=both(image_folder(5), failed_gan_run), timeout=TRAINS),

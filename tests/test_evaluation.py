@@ -117,3 +117,25 @@ def test_evaluate_synthetic_with_a_torch_model_and_an_engine(gaussian_run, gauss
     assert a["n_good"] == a["n_defect"] == len(good) and set(a["per_kind"]) == set(KINDS)
     assert a["image_auroc"] == pytest.approx(b["image_auroc"], abs=0.02)  # the same defects, either backend
     assert "tpr_at_threshold" in b and "tpr_at_threshold" not in a  # a bare model has no threshold
+
+
+def test_evaluate_reports_pixel_metrics_and_draws_the_overlay_grid(gan_runs, texture_data, tmp_path):
+    from edgeano.data.datasets import load_dataset
+    from edgeano.evaluation.loop import evaluate, format_report, public, write_plots
+    from edgeano.models.runner import engine_from_checkpoint
+
+    ds = load_dataset(texture_data, need_test=True)
+    with engine_from_checkpoint(gan_runs["ganomaly"]["best"]) as eng:
+        res = evaluate(eng, ds, batch=8)
+    masks = res["_masks"]
+    assert masks.shape == res["_maps"].shape == (len(ds.test), 32, 32) and res["n_masks"] == ds.n_anomalous
+    labels = np.asarray(res["_labels"])
+    assert masks[labels == 0].sum() == 0 and all(m.any() for m in masks[labels == 1])
+    assert res["pixel_auroc"] == pytest.approx(metrics.pixel_auroc(masks, res["_maps"]))
+    assert 0 <= res["aupro"] <= 1 and 0 <= res["tpr_at_threshold"] <= 1 and 0 <= res["fpr_at_threshold"] <= 1
+    text = format_report(res)
+    assert "pixel AUROC" in text and "TPR" in text
+    assert {"tpr_at_threshold", "fpr_at_threshold", "pixel_auroc", "aupro"} <= set(public(res))
+    paths = write_plots(res, tmp_path)
+    grid = cv2.imread(str(tmp_path / "eval_maps.png"))
+    assert tmp_path / "eval_maps.png" in paths and grid.shape[0] > 3 * 32 and grid.shape[1] >= 5 * 32

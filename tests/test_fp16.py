@@ -12,7 +12,8 @@ from edgeano.artifact import make_metadata, read_onnx_metadata, set_onnx_metadat
 from edgeano.data.datasets import load_dataset
 from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
-from edgeano.export.fp16 import REASON_HEAD, scoring_head, to_fp16
+from edgeano.export.fp16 import to_fp16
+from edgeano.onnx_graph import HEAD_REASON, head_nodes
 from edgeano.data.images import sample_frames
 from edgeano.export.onnx_export import compare_engines, export_onnx
 from edgeano.models.checkpoint import checkpoint_metadata, load_checkpoint
@@ -53,9 +54,11 @@ def test_fp16_matches_pytorch(exported, texture_data, tmp_path, name):
 
     kept = dict(report["kept_fp32"])
     graph = onnx.load(str(src)).graph
-    head = set(scoring_head(graph))
-    assert head <= set(kept) and all(kept[n] == REASON_HEAD for n in head)
+    head = set(head_nodes(graph))
+    assert head <= set(kept) and all(kept[n] == HEAD_REASON for n in head)
     assert "ReduceMean" in {n.op_type for n in graph.node if n.name in head}  # the score's reduction
+    map_path = {n.name for n in graph.node if n.op_type == "Abs"}  # |x - x_hat|: feeds only anomaly_map
+    assert map_path and map_path <= set(kept)  # the map is protected as the score is (one rule for FP16 and INT8)
     hmeta = read_onnx_metadata(tmp_path / "half.onnx")
     assert hmeta["precision"] == "fp16" and hmeta["fp16"]["kept_fp32"] == sorted(kept)
     assert hmeta["threshold"] == meta["threshold"]
@@ -88,7 +91,7 @@ def test_out_of_range_nodes_kept_fp32(tmp_path):
     frames = [np.full((8, 8, 3), 200, np.uint8), np.full((8, 8, 3), 90, np.uint8)]
     rep = to_fp16(_toy_artifact(tmp_path / "big.onnx", 1e6), tmp_path / "big16.onnx", frames)
     kept = dict(rep["kept_fp32"])
-    assert kept["head_mean"] == REASON_HEAD and "shrink" in kept  # after the last conv, feeding score
+    assert kept["head_mean"] == HEAD_REASON and "shrink" in kept  # after the last conv, feeding score
     assert "blow_up" in kept and "range" in kept["blow_up"] and "conv" in kept  # 2e5 / 3e5 > 6e4
     assert rep["check"]["finite"] and rep["check"]["score_max_rel"] < 1e-3
 

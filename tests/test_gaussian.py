@@ -89,13 +89,13 @@ def test_train_cli_skips_corrupt_image_and_writes_a_loadable_checkpoint(texture_
     scores, labels, ck = _test_scores(ckpt, data)
     meta = ck["meta"]
     assert meta["n_skipped"] == 1 and meta["n_train"] == 40
-    assert meta["threshold"]["method"] == "fpr@0.01 out-of-fold normal (10-fold, n=40)"
+    assert meta["threshold"]["method"] == "fpr@0.01 out-of-fold normal (5-fold, n=40)"
     assert meta["score_stats"]["n"] == 40  # every good image has an out-of-fold score
     assert meta["train_fingerprint"].startswith("sha256:")
     # measured 0.949 at 64 px on this set (0.92-0.94 on data seeds 1-3); MTD at 224 px: ~0.95
     assert auroc(labels, scores) > 0.9
-    assert meta["test_auroc"] == pytest.approx(auroc(labels, scores), abs=1e-6)
     assert scores[labels == 1].mean() > scores[labels == 0].mean()
+    assert "estimated detection quality" in res.output and 0 <= meta["synthetic"]["image_auroc"] <= 1
 
 
 def test_checkpoint_loads_without_the_imagenet_file(gaussian_run, texture_data, monkeypatch):
@@ -106,9 +106,8 @@ def test_checkpoint_loads_without_the_imagenet_file(gaussian_run, texture_data, 
 
     monkeypatch.setattr(weights, "lite0_weights_path", no_file)
     scores, labels, ck = _test_scores(gaussian_run, texture_data)
-    # the reloaded model scores exactly like the fitted one did at the end of training
-    assert auroc(labels, scores) == pytest.approx(ck["meta"]["test_auroc"], abs=0.01)
-    assert ck["config"]["backbone"] == "efficientnet-lite0" and ck["config"]["dims"]
+    assert auroc(labels, scores) > 0.9  # the fitted statistics and memory came back with the weights
+    assert ck["config"]["backbone"] == "efficientnet-lite0" and ck["config"]["dims"] and ck["config"]["map_levels"]
 
 
 def test_onnx_export_scores_like_pytorch(gaussian_run, texture_data, tmp_path):
@@ -132,7 +131,7 @@ def test_fit_gaussian_on_frames_is_what_the_demo_calls(texture_data):
     frames = [read_image(p) for p in ds.train[:20]]
     frames[1] = frames[1][:, :, 0]  # a camera may hand over grayscale frames
     model, meta = fit_gaussian(frames, img_size=64)
-    assert (meta["n_train"], meta["threshold_folds"], meta["n_skipped"]) == (20, 10, 0)
+    assert (meta["n_train"], meta["threshold_folds"], meta["n_skipped"]) == (20, 5, 0)
     assert meta["threshold"]["value"] >= meta["score_stats"]["max"]
 
 

@@ -120,3 +120,43 @@ def test_without_map_metadata_the_overlay_falls_back_and_events_have_no_area(tmp
     (ev,) = read_events(tmp_path / "ev.jsonl")
     assert "peak" in ev and "area_px" not in ev  # the peak needs only the map; the area needs its threshold
     assert not list((tmp_path / "ng").glob("*_mask.png")) and len(list((tmp_path / "ng").glob("*.jpg"))) == 2
+
+
+def test_an_exported_gaussian_map_artifact_drives_run_events_masks_and_overlay(gaussian_onnx, texture_data, tmp_path):
+    """The Gaussian model's own artifact (conftest: 64 px, map on by default) through `edgeano run`:
+    events carry peak and area in the artifact's map units, normal frames stay below its map
+    threshold, NG frames get a mask, and the loop's overlay colours in the artifact's units."""
+    from edgeano.data.datasets import load_dataset
+    from edgeano.data.images import read_image
+    from edgeano.runtime.engine import Engine
+    from edgeano.stream.loop import LoopConfig, StreamLoop
+
+    items = load_dataset(texture_data).test
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, t in enumerate(items):  # 64 px tiles, named so the events come back in this order
+        cv2.imwrite(str(folder / f"{i:03d}.png"), read_image(t.path))
+    p = edgeano_run(["--model", gaussian_onnx, "--source", folder, "--headless", "--events", tmp_path / "ev.jsonl",
+                     "--save-anomalies", tmp_path / "ng"])
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 0, err
+    events = read_events(tmp_path / "ev.jsonl")
+    assert len(events) == len(items) and all("peak" in e and "area_px" in e for e in events)
+    good = [e for e, t in zip(events, items) if t.label == 0]
+    bad = [e for e, t in zip(events, items) if t.label == 1]
+    with Engine.load(gaussian_onnx) as engine:
+        units = engine.meta["map"]
+        loop = StreamLoop(engine, [], [], LoopConfig())
+        assert loop.map_scale == MapScale(units["unit"], units["threshold"], units["method"])
+        # a normal frame's map stays below the artifact's map threshold: no area, peak under it
+        assert sum(e["area_px"] == 0 and e["peak"]["value"] < units["threshold"] for e in good) >= 0.8 * len(good)
+        assert any(e["area_px"] > 0 for e in bad)
+        assert np.mean([e["area_px"] for e in bad]) > 4 * max(1.0, np.mean([e["area_px"] for e in good]))
+        ng = [e for e in events if e["label"] == "NG"]
+        assert ng and len(list((tmp_path / "ng").glob("*_mask.png"))) == sum(e["area_px"] > 0 for e in ng)
+        # the overlay: fixed units, so the coldest good frame shows no red; per-frame min-max would paint its peak red
+        i = int(np.argmin([e["peak"]["value"] for e in good]))
+        frame = read_image([t for t in items if t.label == 0][i].path)
+        amap = engine.result(engine.infer(engine.preprocess.batch([frame]))).maps[0]
+        redness = lambda c: (c[..., 2].astype(int) - c[..., 0]).max()  # noqa: E731
+        assert redness(colorize(amap, loop.map_scale)) < 0 < redness(colorize(amap))

@@ -27,7 +27,8 @@ def test_export_writes_the_golden_file_and_every_artifact_points_to_it(exported)
     art = exported("gaussian")
     golden = read_golden(art["golden"])
     assert golden.inputs.shape == (N_IMAGES, 3, 64, 64) and golden.inputs.dtype == np.float32
-    assert set(golden.outputs) == {"score"} and golden.outputs["score"].shape == (N_IMAGES,)
+    assert set(golden.outputs) == {"score", "anomaly_map"} and golden.outputs["score"].shape == (N_IMAGES,)
+    assert golden.outputs["anomaly_map"].shape == (N_IMAGES, 64, 64)  # the Gaussian model's map, verified like the score
     assert golden.meta["model"] == "gaussian" and "images from" in golden.meta["source"] and golden.meta["torch"]
     for precision in ("fp32", "fp16", "int8"):
         assert read_onnx_metadata(art[precision])["golden"] == "best.golden.npz"
@@ -41,7 +42,7 @@ def test_verify_passes_on_every_onnx_precision(exported, model, precision):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("verify ") and f"(onnxruntime-{precision})" in lines[0] and f"{N_IMAGES} golden image" in lines[0]
-    outputs = {"score"} | ({"anomaly_map"} if model == "ganomaly" else set())
+    outputs = {"score", "anomaly_map"}  # both models have a map
     assert {ln.split()[0] for ln in lines[1:1 + len(outputs)]} == outputs  # one line per output
     assert all(" ok " in ln for ln in lines[1:1 + len(outputs)])
 

@@ -1,17 +1,18 @@
-"""Graph rules for INT8: which nodes stay in float (the scoring head), and what makes a QDQ
-graph one that TensorRT 8.6, 10.x and 11 all parse.
+"""Graph rules for INT8: which nodes stay in float (the head), and what makes a QDQ graph one
+that TensorRT 8.6, 10.x and 11 all parse.
 
-The head rule (generic, no model names):
+The head rule is FP16's too (edgeano/onnx_graph.py, generic, no model names):
 
-    head = every node on the way to a graph output that does not feed any convolution
-           (Conv / ConvTranspose), the convolutions themselves excepted.
+    head = every node on the way to a graph output that does not feed any convolution,
+           the convolutions themselves excepted.
 
 That is "everything after the last convolution": for the Gaussian model the pooling, the
-concatenation, f - mu, the MatMul with the precision factor, the square and the sums; for
-GANomaly z - z_hat, its square and mean, and the map's x - x_hat, |.|, channel mean. These
-compute distances whose dynamic range (tiny differences of large features, squared and summed)
-does not fit 8 bits, and they cost almost nothing, so they stay in float. Stages inside the
-network (a residual Add feeding the next block) feed a convolution and stay quantized.
+concatenation, f - mu, the MatMul with the precision factor, the square and the sums, and the
+map head (patch pooling, nearest-neighbour distances, upsampling); for GANomaly z - z_hat, its
+square and mean, and the map's x - x_hat, |.|, channel mean. These compute distances whose
+dynamic range (tiny differences of large features, squared and summed) does not fit 8 bits, and
+they cost almost nothing, so they stay in float. Stages inside the network (a residual Add
+feeding the next block) feed a convolution and stay quantized.
 
 The input-layer rule: every node before the first convolution (the in-graph Normalize and its
 per-image contrast step) stays float too. Its output is the image the reconstruction models
@@ -25,13 +26,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Dict, Iterable, List, Set
 
+from edgeano.onnx_graph import FEATURE_OPS, HEAD_REASON, producers
 from edgeano.onnx_graph import head_nodes as shared_head_nodes
-from edgeano.onnx_graph import producers
 
-FEATURE_OPS = ("Conv", "ConvTranspose")  # the compute INT8 is for
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-HEAD_REASON = ("scoring head: after the last convolution on the way to the outputs (distances, squares and "
-               "reductions with a large dynamic range); cheap, so kept in float")
 
 
 def name_nodes(model) -> None:
@@ -61,10 +59,8 @@ def _producers(model) -> Dict[str, object]:
 
 
 def head_nodes(model) -> List[str]:
-    """Names of the scoring-head nodes (see module doc), in graph order. Needs named nodes."""
-    op = {n.name: n.op_type for n in model.graph.node}
-    outputs = [o.name for o in model.graph.output]
-    return [n for n in shared_head_nodes(model.graph, outputs, FEATURE_OPS) if op[n] not in ("Constant",) + QDQ_OPS]
+    """Names of the head nodes (see module doc; the FP16 set), in graph order. Needs named nodes."""
+    return shared_head_nodes(model.graph)
 
 
 def high_resolution_nodes(model, max_stride: int) -> List[str]:

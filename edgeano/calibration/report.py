@@ -47,10 +47,30 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> Dict[str, float]:
 
 
 def map_agreement(ref: Optional[np.ndarray], got: Optional[np.ndarray]) -> Dict[str, float]:
+    """How alike the two artifacts' anomaly maps are: correlation over every pixel, largest difference."""
     if ref is None or got is None:
         return {}
     m = compare_output("anomaly_map", got, ref).metrics
-    return {"map_max_abs_diff": m.get("max_abs", float("inf")), "map_max_abs_diff_rel_to_peak": m.get("peak_rel", float("inf"))}
+    return {"map_pearson": m.get("pearson", float("nan")), "map_max_abs_diff": m.get("max_abs", float("inf")),
+            "map_max_abs_diff_rel_to_peak": m.get("peak_rel", float("inf"))}
+
+
+def pixel_agreement(items, size_hw, ref_maps: Optional[np.ndarray], got_maps: Optional[np.ndarray]) -> Dict[str, float]:
+    """Pixel AUROC of both artifacts' maps against the ground-truth masks, and the drop in points."""
+    if ref_maps is None or got_maps is None or not any(t.mask is not None for t in items):
+        return {}
+    import cv2
+
+    from edgeano.evaluation.metrics import pixel_auroc
+    from edgeano.evaluation.synthetic import resize_mask
+
+    masks = np.zeros(ref_maps.shape, np.uint8)
+    for k, t in enumerate(items):
+        m = cv2.imread(str(t.mask), cv2.IMREAD_GRAYSCALE) if t.mask is not None else None
+        if m is not None:
+            masks[k] = resize_mask(m > 127, size_hw)
+    a, b = pixel_auroc(masks, ref_maps), pixel_auroc(masks, got_maps)
+    return {"pixel_auroc_fp32": a, "pixel_auroc_int8": b, "pixel_auroc_drop_points": (a - b) * 100.0}
 
 
 def build_report(fp32_path: Path, int8_path: Path, normal_frames: Sequence[np.ndarray], eval_dir=None,
@@ -76,12 +96,13 @@ def build_report(fp32_path: Path, int8_path: Path, normal_frames: Sequence[np.nd
             from edgeano.data.datasets import load_dataset
 
             items = load_dataset(eval_dir, need_test=True).test
-            frames, labels = [], []
+            frames, labels, kept = [], [], []
             for item in items:  # keep labels aligned with the frames that decode
                 f = load_frames([item.path], "test images")
                 if f:
                     frames.append(f[0])
                     labels.append(item.label)
+                    kept.append(item)
             if not frames:
                 raise EdgeanoError(f"none of the {len(items)} test images in {eval_dir} could be decoded")
             labels = np.asarray(labels)
@@ -91,7 +112,7 @@ def build_report(fp32_path: Path, int8_path: Path, normal_frames: Sequence[np.nd
             report["eval"] = {
                 "data": str(eval_dir), "n_normal": int((labels == 0).sum()), "n_anomalous": int((labels == 1).sum()),
                 "auroc_fp32": au_a, "auroc_int8": au_b, "auroc_drop_points": (au_a - au_b) * 100.0,
-                **agreement(ea, eb), **map_agreement(eamap, ebmap),
+                **agreement(ea, eb), **map_agreement(eamap, ebmap), **pixel_agreement(kept, fp32.preprocess.size, eamap, ebmap),
             }
         return report
     finally:
@@ -117,7 +138,13 @@ def print_report(r: Dict) -> None:
           f"max |diff| {n['max_abs_diff']:.4g} (rel {n['max_rel_diff']:.3g})")
     print(f"  threshold {n['threshold']:.4g} kept from FP32: {n['label_flips']} of {n['n']} normal images change label "
           f"(NG: fp32 {n['flagged_fp32']}, int8 {n['flagged_int8']})")
+    if "map_pearson" in n:
+        print(f"  anomaly maps vs FP32 on the normal images: pearson {n['map_pearson']:.4f}, "
+              f"max |diff| {n['map_max_abs_diff']:.3g} ({n['map_max_abs_diff_rel_to_peak']:.3g} of the peak)")
     if "eval" in r:
         e = r["eval"]
         print(f"  image AUROC on {e['n_normal']}+{e['n_anomalous']} test images: fp32 {e['auroc_fp32']:.4f}, "
               f"int8 {e['auroc_int8']:.4f}, drop {e['auroc_drop_points']:+.2f} points; spearman {e['spearman']:.4f}")
+        if "pixel_auroc_fp32" in e:
+            print(f"  pixel AUROC: fp32 {e['pixel_auroc_fp32']:.4f}, int8 {e['pixel_auroc_int8']:.4f}, "
+                  f"drop {e['pixel_auroc_drop_points']:+.2f} points; map pearson {e['map_pearson']:.4f}")

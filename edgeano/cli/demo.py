@@ -28,7 +28,7 @@ def print_summary(s: Dict) -> None:
     click.echo(f"  test set        {ox['n_normal']} good, {ox['n_anomalous']} defective ({', '.join(ox['per_class'])})")
     click.echo(f"  image AUROC     PyTorch {pt['image_auroc']:.4f}   ONNX Runtime {ox['image_auroc']:.4f}")
     click.echo(f"  F1-max          PyTorch {pt['f1_max']:.4f}   ONNX Runtime {ox['f1_max']:.4f}")
-    click.echo(f"  threshold       {ox['threshold']:.5g} -> FPR {ox['at_threshold']['fpr']:.3f}, TPR {ox['at_threshold']['tpr']:.3f}")
+    click.echo(f"  threshold       {ox['threshold']:.5g} -> FPR {ox['fpr_at_threshold']:.3f}, TPR {ox['tpr_at_threshold']:.3f}")
     click.echo(f"  latency (b=1)   PyTorch {s['latency_ms']['pytorch']:.1f} ms   ONNX Runtime {s['latency_ms']['onnxruntime']:.1f} ms")
     click.echo(f"  artifacts       {s['checkpoint']}\n                  {s['onnx']}")
     click.echo(f"  pictures        {', '.join(s['plots'])}")

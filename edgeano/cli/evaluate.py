@@ -1,4 +1,5 @@
-"""edgeano eval: image AUROC, F1-max, per-class AUROC of a checkpoint, ONNX or engine."""
+"""edgeano eval: image AUROC, F1-max, per-class AUROC, TPR/FPR at the artifact threshold and, with
+maps and ground-truth masks, pixel AUROC and AUPRO of a checkpoint, ONNX or engine."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from edgeano.cli.common import (COUNT, Threads, backend_option, friendly_errors,
 @click.option("--model", "model", required=True, help="Checkpoint (.pt), .onnx, .engine, or a model name (newest runs/<name>/*/weights/best.pt).")
 @click.option("--data", required=True, type=click.Path(), help="MVTec AD layout folder with test/good and test/<defect>.")
 @click.option("--json", "json_path", type=click.Path(), default=None, callback=output_file(), help="Also write the metrics as JSON here.")
-@click.option("--plots", "plots", type=click.Path(), default=None, callback=output_dir, help="Folder for the ROC curve and score histogram PNGs.")
+@click.option("--plots", "plots", type=click.Path(), default=None, callback=output_dir,
+              help="Folder for the ROC curve, score histogram and (models with a map) heatmap-overlay grid PNGs.")
 @backend_option
 @precision_option
 @server_option
@@ -48,10 +50,11 @@ def command(model, data, json_path, plots, backend, precision, server, threads, 
         engine = open_engine(model, backend=backend, runs=runs, server=server, **kw)
     with engine:
         res = evaluate(engine, ds, batch=batch)
+        map_meta = engine.meta.get("map")
     click.echo(format_report(res))
     if json_path:
         write_json(json_path, public(res))
         click.echo(f"wrote {json_path}")
     if plots:
-        for p in write_plots(res, Path(plots)):
+        for p in write_plots(res, Path(plots), map_meta=map_meta):
             click.echo(f"wrote {p}")

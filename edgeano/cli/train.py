@@ -30,6 +30,8 @@ LOOP_ONLY = ("channels", "nz", "width", "loss", "blocks", "beta")  # settings of
 @click.option("--contrast", type=click.Choice(["auto", "none", "standardize"]), default=None,
               help="Per-image contrast normalisation inside the graph, for parts under varying exposure. Default: "
                    "none for gaussian; auto for the learned models (standardize when the good images' exposure varies).")
+@click.option("--map", "map_levels", default=None,
+              help="Gaussian model: backbone levels of the anomaly map (default 4,5,6), or 'none' for the score-only Rippel model.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Learned models: continue the named run from last.pt.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(), callback=output_dir, help="Runs folder.")
@@ -42,6 +44,8 @@ def command(model, **opts):
     from edgeano.train import run_training
 
     loop_only = {k: v for k, v in opts.items() if k in LOOP_ONLY and v is not None}
+    if model != "gaussian" and opts["map_levels"] is not None:
+        raise EdgeanoError(f"--map is a Gaussian-model option; {model} has its own reconstruction map (drop it)", EXIT_USAGE)
     if model == "gaussian" and loop_only:
         raise EdgeanoError(f"--{', --'.join(loop_only)}: options of the learned models; the Gaussian model has no such setting", EXIT_USAGE)
     if model == "gaussian" and opts["contrast"] == "auto":
@@ -49,6 +53,8 @@ def command(model, **opts):
     if model == "gaussian":
         for k in LOOP_ONLY:
             opts.pop(k)
-    elif opts["channels"] is not None:
-        opts["channels"] = int(opts["channels"])
+    else:
+        opts.pop("map_levels")
+        if opts["channels"] is not None:
+            opts["channels"] = int(opts["channels"])
     run_training(model, **opts)

@@ -78,7 +78,7 @@ def rank_correlation(a, b) -> float:
 def _curve_desc(scores: np.ndarray, pos_w: np.ndarray, neg_w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(x, y) = cumulative negative and positive weight over thresholds `score >= t`, t descending
     through the distinct scores, starting at (0, 0). One sort; ties count together."""
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-scores)  # ties are summed together below, so their order does not matter
     s = scores[order]
     distinct = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
     x = np.r_[0.0, np.cumsum(neg_w[order], dtype=np.float64)[distinct]]

@@ -2,9 +2,10 @@
 
 What stays FP32, and why (the rule, applied to every edgeano model):
 
-1. The scoring head: every node that feeds the `score` output and feeds no Conv/ConvTranspose/Gemm,
-   i.e. what runs after the last convs (ReduceMean/Sub/Pow/Abs/MatMul/ReduceSum/..., the feature
-   pooling of a Gaussian model). Backbone residual Adds and the input Normalize feed later convs,
+1. The head (edgeano/onnx_graph.py, the same rule INT8 calibration uses): every node on the way
+   to an output (`score`, `anomaly_map`) that feeds no convolution, i.e. what runs after the last
+   convs (ReduceMean/Sub/Pow/Abs/MatMul/ReduceSum/ReduceMin/..., the feature pooling and the map
+   head of a Gaussian model). Backbone residual Adds and the input Normalize feed later convs,
    so they are not head. Scores are small differences of near-equal numbers and sums of squares:
    in FP16 the differences lose digits (cancellation), their squares underflow below 6e-8, and
    Mahalanobis-style sums can pass 65504. The head is a handful of cheap elementwise/reduction
@@ -24,19 +25,17 @@ constraints); a plain --fp16 build may still pick FP16 for them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 
 from edgeano.artifact import get_onnx_metadata, load_onnx, preprocess_of, set_onnx_metadata
 from edgeano.errors import EXIT_ERROR, EdgeanoError
 from edgeano.fileio import write_bytes
-from edgeano.onnx_graph import head_nodes, producers
+from edgeano.onnx_graph import HEAD_REASON, head_nodes
 
 FP16_MAX = 65504.0
-HEAD_STOP_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "ConvInteger", "QLinearConv"})
 SCORE_OUTPUT = "score"
-REASON_HEAD = "scoring head (after the last conv, feeds score)"  # why: see rule 1 above
 REASON_RANGE = "FP16 range: max |output| {:.3g} > {:.3g} on probe frames"
 
 
@@ -59,7 +58,9 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
         raise EdgeanoError("FP16 output must be a different file from the FP32 input")
     _name_nodes(model.graph)
 
-    kept: Dict[str, str] = {n: REASON_HEAD for n in scoring_head(model.graph)}
+    if SCORE_OUTPUT not in {o.name for o in model.graph.output}:
+        raise EdgeanoError(f"{src_onnx}: the graph has no '{SCORE_OUTPUT}' output; is it an edgeano export?")
+    kept: Dict[str, str] = {n: HEAD_REASON for n in head_nodes(model.graph)}
     pre = preprocess_of(meta)
     x = pre.batch(frames) if frames else None
     max_abs: Dict[str, float] = {}
@@ -78,7 +79,7 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
     _topological_sort(half.graph)  # the converter appends its Casts last; checker and TensorRT want order
     meta = dict(meta, precision="fp16", fp16={
         "kept_fp32": sorted(kept), "reasons": kept, "max_fp16": max_fp16, "probe_frames": 0 if x is None else int(len(x)),
-        "rule": "scoring head after the last conv + nodes whose FP32 outputs exceed max_fp16 on probe frames stay FP32"})
+        "rule": "head after the last conv (every output) + nodes whose FP32 outputs exceed max_fp16 on probe frames stay FP32"})
     set_onnx_metadata(half, meta)
     onnx.checker.check_model(half)
 
@@ -89,15 +90,6 @@ def to_fp16(src_onnx: Path, dst_onnx: Path, frames: Optional[List[np.ndarray]] =
     write_bytes(dst_onnx, half.SerializeToString())
     return {"kept_fp32": sorted(kept.items()), "n_nodes": len(model.graph.node), "n_kept": len(kept),
             "probe_frames": 0 if x is None else int(len(x)), "max_abs": max_abs, "check": check, "path": str(dst_onnx)}
-
-
-def scoring_head(graph, output: str = SCORE_OUTPUT, stop_ops: Iterable[str] = HEAD_STOP_OPS) -> List[str]:
-    """Names of the nodes that feed `output` and no conv: what runs after the last conv-type nodes
-    (the rule in edgeano/onnx_graph.py: backbone residual Adds and the in-graph Normalize feed
-    later convs and stay FP16; every pooling/distance/reduction op of the head stays FP32)."""
-    if output not in producers(graph):
-        raise EdgeanoError(f"ONNX graph has no '{output}' output to protect")
-    return sorted(head_nodes(graph, [output], stop_ops))
 
 
 def probe_ranges(model, x: np.ndarray) -> Dict[str, float]:

@@ -10,6 +10,17 @@ We store W_l with W_l W_l^T = Sigma_l^-1 (W_l = C_l^-T for the Cholesky factor C
 so d_l^2 = ||(f_l - mu_l) @ W_l||^2: one MatMul in the exported graph, no matrix inverse at
 runtime. The score is divided by the total feature dimension D (folded into W_l): the same
 ranking as the paper's sum, but ~1 for normal images so it stays far inside FP16 range.
+
+With `map_levels`, the same backbone pass also feeds a nearest-neighbour patch map
+(edgeano/models/patch_map.py): the model then outputs `anomaly_map` (N, H, W) and an image score
+that adds the map's evidence to the global one, each in units of its spread on normal images:
+
+    score = g / sd_g + map_weight * (max(map) - floor) / sd_m
+
+(sd: the spread of each on out-of-fold normal images, at fitting; floor: the lowest value the map
+can take. Both terms are >= 0, so the score is too, and it ranks images as the sum of the two
+z-scores does). The global score g alone is `global_score` in
+`forward`'s dict; a model fitted without map levels is the plain Rippel model (score = g).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from edgeano.data.preprocess import Preprocess
 from edgeano.errors import EdgeanoError
 from edgeano.models.backbones import BACKBONES, LEVEL_CHANNELS, N_LEVELS, create_backbone
 from edgeano.models.common import AnomalyModel
+from edgeano.models.patch_map import PatchMap
 from edgeano.models.registry import register
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
@@ -91,13 +103,18 @@ class GaussianAD(AnomalyModel):
     output_names = ("score",)
 
     def __init__(self, preprocess: Preprocess, backbone: str = DEFAULT_BACKBONE, levels: Sequence[int] = DEFAULT_LEVELS,
-                 pool: str = DEFAULT_POOL, dims: Optional[Sequence[int]] = None, padding: str = "same", bn_eps: float = 1e-3):
+                 pool: str = DEFAULT_POOL, dims: Optional[Sequence[int]] = None, padding: str = "same", bn_eps: float = 1e-3,
+                 map_levels: Sequence[int] = (), memory_size: int = 0, map_weight: float = 1.0):
         super().__init__(preprocess)
         levels = [int(i) for i in levels]
         if backbone not in BACKBONES:
             raise EdgeanoError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
-        if not levels or len(set(levels)) != len(levels) or not all(0 <= i < N_LEVELS for i in levels):
-            raise EdgeanoError(f"levels must be distinct numbers in 0..{N_LEVELS - 1}, got {levels}")
+        map_levels = [int(i) for i in map_levels]
+        for what, lv in (("levels", levels), ("map levels", map_levels)):
+            if (lv or what == "levels") and (not lv or len(set(lv)) != len(lv) or not all(0 <= i < N_LEVELS for i in lv)):
+                raise EdgeanoError(f"{what} must be distinct numbers in 0..{N_LEVELS - 1}, got {lv}")
+        if map_levels and int(memory_size) < 1:
+            raise EdgeanoError(f"a patch map needs memory_size >= 1, got {memory_size}")
         if pool not in POOLS:
             raise EdgeanoError(f"pool must be one of {POOLS}, got {pool!r}")
         if preprocess.channels != 3:
@@ -110,22 +127,44 @@ class GaussianAD(AnomalyModel):
         # never needs the ImageNet file; only fitting does (see edgeano.train.gaussian).
         self.backbone = create_backbone(backbone, padding=padding, bn_eps=bn_eps)
         self.gaussians = nn.ModuleList(LevelGaussian(d) for d in expected)
+        self.map_weight = float(map_weight)
+        self.patch_map = PatchMap(map_levels, preprocess.size, memory_size) if map_levels else None
+        if self.patch_map is not None:  # (sd_g, sd_m, floor): the units the two evidences are added in
+            self.register_buffer("fusion", torch.tensor([1.0, 1.0, 0.0]))
+        self.output_names = ("score", "anomaly_map") if self.patch_map is not None else ("score",)
 
     def config(self) -> Dict:
-        return {"backbone": self.backbone_name, "levels": list(self.levels), "pool": self.pool, "dims": list(self.dims),
-                "padding": self.backbone.padding, "bn_eps": self.backbone.bn_eps}
+        cfg = {"backbone": self.backbone_name, "levels": list(self.levels), "pool": self.pool, "dims": list(self.dims),
+               "padding": self.backbone.padding, "bn_eps": self.backbone.bn_eps}
+        if self.patch_map is not None:
+            cfg.update(map_levels=list(self.patch_map.levels), memory_size=self.patch_map.memory_size, map_weight=self.map_weight)
+        return cfg
 
     def extra_metadata(self) -> Dict:
-        return {"backbone": self.backbone_name, "levels": list(self.levels), "pool": self.pool}
+        meta = {"backbone": self.backbone_name, "levels": list(self.levels), "pool": self.pool}
+        if self.patch_map is not None:
+            meta.update(map_levels=list(self.patch_map.levels), memory_size=self.patch_map.memory_size, map_weight=self.map_weight,
+                        score="g/sd_g + map_weight * (max(anomaly_map) - floor)/sd_m; g = Gaussian score, anomaly_map = "
+                              "squared nearest-neighbour patch distance, standardised per position on normal images")
+        return meta
 
-    def features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """[0, 1] NCHW images -> one pooled (N, dim) vector per level."""
-        maps = self.backbone.forward_features(self.normalize(x), self.levels)
+    def backbone_maps(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
+        """[0, 1] NCHW images -> {level: feature map} for every level the model reads, one pass."""
+        want = sorted(set(self.levels) | set(self.patch_map.levels if self.patch_map is not None else ()))
+        return dict(zip(want, self.backbone.forward_features(self.normalize(x), want)))
+
+    def pooled(self, maps: Dict[int, torch.Tensor]) -> List[torch.Tensor]:
+        """One globally pooled (N, dim) vector per Gaussian level."""
+        maps = [maps[i] for i in self.levels]
         if self.pool == "avg":
             return [m.mean((2, 3)) for m in maps]
         if self.pool == "max":
             return [m.amax((2, 3)) for m in maps]
         return [torch.cat([m.mean((2, 3)), m.amax((2, 3))], 1) for m in maps]
+
+    def features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """[0, 1] NCHW images -> one pooled (N, dim) vector per level."""
+        return self.pooled(self.backbone_maps(x))
 
     @torch.no_grad()
     def fit_gaussians(self, feats: Sequence[torch.Tensor], progress=None) -> List[float]:
@@ -144,5 +183,14 @@ class GaussianAD(AnomalyModel):
     def score_features(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         return sum(g(f) for g, f in zip(self.gaussians, feats))
 
+    def fuse(self, g: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
+        sd_g, sd_m, floor = self.fusion
+        return g / sd_g + self.map_weight * (amap.amax((1, 2)) - floor) / sd_m
+
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {"score": self.score_features(self.features(x))}
+        maps = self.backbone_maps(x)
+        g = self.score_features(self.pooled(maps))
+        if self.patch_map is None:
+            return {"score": g}
+        amap = self.patch_map(maps)
+        return {"score": self.fuse(g, amap), "anomaly_map": amap, "global_score": g}

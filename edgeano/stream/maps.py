@@ -1,11 +1,12 @@
 """Anomaly maps in the artifact's units: colour levels, the peak and the area above the map threshold.
 
-An artifact whose model outputs a map may carry its normalisation in the metadata:
+An artifact whose model outputs a map may carry its normalisation in the metadata, meta["map"]
+(defined and validated in one place, `edgeano.artifact.validate_map`):
 
     meta["map"] = {"unit": <raw map value of a high normal-pixel quantile, e.g. p99.9>,
-                   "threshold": <the map threshold, raw units>, "method": "..."}
+                   "threshold": <the map threshold, raw units>, "method": "...", ...}
 
-With it the overlay never rescales per frame: a good frame stays cold and a colour means the same
+With it the overlay (camera loop, saved NG frames and `edgeano eval --plots` alike) never rescales per frame: a good frame stays cold and a colour means the same
 on every frame. Colour level on OpenCV's JET scale (0 blue, 0.35 cyan, 0.5 green, 0.65 yellow,
 0.875 pure red): 0 -> 0.35 from 0 to `unit` (what normal pixels reach), 0.35 -> 0.875 from `unit`
 to `threshold` (green, yellow, red), pure red at and above the threshold.
@@ -13,14 +14,13 @@ to `threshold` (green, yellow, red), pure red at and above the threshold.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.artifact import validate_map
 
 NORMAL_LEVEL = 0.35  # where the normal quantile sits on the colour scale
 RED_LEVEL = 0.875  # JET's pure red (above it JET darkens, which would read as "less")
@@ -34,16 +34,10 @@ class MapScale:
 
     @classmethod
     def from_meta(cls, meta: Dict[str, Any], source: str = "artifact") -> Optional["MapScale"]:
-        m = meta.get("map")
-        if m is None:
+        if meta.get("map") is None:
             return None
-        try:
-            unit, thr = float(m["unit"]), float(m["threshold"])
-        except (KeyError, TypeError, ValueError):
-            raise EdgeanoError(f"{source}: metadata map needs numeric 'unit' and 'threshold', got {m!r}", EXIT_USAGE)
-        if not (math.isfinite(unit) and math.isfinite(thr) and unit > 0):
-            raise EdgeanoError(f"{source}: metadata map.unit must be finite and > 0 and map.threshold finite, got {m!r}", EXIT_USAGE)
-        return cls(unit, thr, str(m.get("method", "")))
+        m = validate_map(meta["map"], source)
+        return cls(float(m["unit"]), float(m["threshold"]), m["method"])
 
     def levels(self, amap: np.ndarray) -> np.ndarray:
         """Raw map values -> colour levels in [0, RED_LEVEL] (see the module docstring)."""
