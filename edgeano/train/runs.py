@@ -14,6 +14,7 @@ from edgeano.fileio import not_written, write_json, write_text
 
 LEFTOVER = {"weights", "train.log", "config.json", "metrics.csv"}  # what a run holds before its first checkpoint
 _created: List[Path] = []  # run folders this process made, for discard_unsaved
+_made_parents: Dict[Path, List[Path]] = {}  # run folder -> the runs/ and runs/<model>/ folders made with it
 
 
 def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = False) -> Path:
@@ -36,6 +37,7 @@ def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = Fa
             i += 1
     if not d.exists():
         _created.append(d)
+        _made_parents[d] = [p for p in (base, Path(out)) if not p.exists()]
     (d / "weights").mkdir(parents=True, exist_ok=True)
     return d
 
@@ -62,6 +64,12 @@ def discard_unsaved(mark: int) -> None:
         if d.is_dir() and is_unsaved(d):
             close_run_logger(d)
             shutil.rmtree(d, ignore_errors=True)
+            for parent in _made_parents.get(d, []):  # runs/<model>/, then runs/, when this run made them
+                try:
+                    parent.rmdir()  # only if empty: another run's folder is never touched
+                except OSError:
+                    break
+        _made_parents.pop(d, None)
     del _created[mark:]
 
 
