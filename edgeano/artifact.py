@@ -227,6 +227,25 @@ def score_stats(scores) -> Dict[str, float]:
     }
 
 
+MAP_UNIT_QUANTILE = 0.99
+
+
+def map_normalisation(maps, fpr: float = 0.01, what: str = "held-out normal") -> Dict[str, Any]:
+    """meta["map"] from the anomaly maps (N, H, W, raw units) of normal images, the contract the
+    overlay, events and map thresholds read: `unit` = the 99th percentile of all their pixels (a map
+    divided by it reads about 1 on the hottest normal texture, on every frame alike); `threshold` =
+    the (1 - fpr) quantile of the images' peak values, nudged up, so at most `fpr` of normal images
+    have any pixel above it (the map's counterpart of the image threshold at 1 % FPR)."""
+    m = np.asarray(maps, dtype=np.float64)
+    if m.ndim != 3 or m.shape[0] == 0:
+        raise ValueError(f"maps must be (N, H, W) with N >= 1, got {m.shape}")
+    peaks = m.reshape(m.shape[0], -1).max(1)
+    thr = float(np.nextafter(np.quantile(peaks, 1.0 - fpr, method="higher"), np.inf))
+    return {"unit": float(np.quantile(m, MAP_UNIT_QUANTILE)), "threshold": thr,
+            "method": f"unit: p{MAP_UNIT_QUANTILE * 100:g} of {what} pixels; threshold: image-peak fpr@{fpr} "
+                      f"(n={m.shape[0]} images, {m.shape[1]}x{m.shape[2]})"}
+
+
 def set_onnx_metadata(model_proto, meta: Dict[str, Any]) -> None:
     """Store `meta` in an onnx.ModelProto (replacing an earlier edgeano entry)."""
     validate(meta)

@@ -49,28 +49,49 @@ def gaussian_onnx(gaussian_run, tmp_path_factory) -> Path:
 
 TINY_GAN = dict(img_size=32, width=8, nz=16, epochs=2, batch=8, seed=0, progress=False, quiet=True)
 # GANomaly fixtures train with per-image contrast normalisation (the MTD setting), Skip-GANomaly without,
-# so export/FP16/INT8 parity covers both forms of the input layer.
+# so export/FP16/INT8 parity covers both forms of the input layer. The same alternation for the rest.
 GAN_CONTRAST = {"ganomaly": "standardize", "skip-ganomaly": "none"}
+MODEL_CONTRAST = {"anogan": "standardize", "egbad": "none", "ae": "standardize", "vae": "none", "rvae": "standardize",
+                  "oe-sdn": "none"}
+LOOP_MODELS = tuple(GAN_CONTRAST) + tuple(MODEL_CONTRAST)  # every model edgeano.train.loop trains
+MODEL_OPTIONS = {"ae": {"loss": "ssim"}}  # the SSIM map's graph through the parity suite (the VAEs cover L2)
 
 
 def tiny_gan(name: str, **over) -> dict:
-    """train() keywords of the `gan_runs` fixture for model `name`, with overrides."""
-    return dict(TINY_GAN, contrast=GAN_CONTRAST[name], **over)
+    """train() keywords of the `gan_runs` / `model_runs` fixtures for model `name`, with overrides."""
+    from edgeano.train.loop import RECIPES
+
+    kw = dict(TINY_GAN, contrast={**GAN_CONTRAST, **MODEL_CONTRAST}[name], **MODEL_OPTIONS.get(name, {}))
+    kw.update(over)
+    if "nz" not in RECIPES[name].config:
+        kw.pop("nz")
+    return kw
+
+
+def _tiny_runs(models, data, out) -> dict:
+    import torch
+
+    from edgeano.train.loop import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets: thread hand-offs cost more than the convs (3-10x on a busy 2-core box)
+    try:
+        return {m: train(m, data, out=out, name="fixture", **tiny_gan(m)) for m in models}
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
 def gan_runs(texture_data, tmp_path_factory) -> dict:
     """Tiny GANomaly and Skip-GANomaly (32 px, width 8, 2 epochs) on `texture_data`: {model: train() result}."""
-    import torch
+    return _tiny_runs(GAN_CONTRAST, texture_data, tmp_path_factory.mktemp("gan-runs"))
 
-    from edgeano.train.ganomaly import train
 
-    out, threads = tmp_path_factory.mktemp("gan-runs"), torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: thread hand-offs cost more than the convs (3-10x on a busy 2-core box)
-    try:
-        return {m: train(m, texture_data, out=out, name="fixture", **tiny_gan(m)) for m in ("ganomaly", "skip-ganomaly")}
-    finally:
-        torch.set_num_threads(threads)
+@pytest.fixture(scope="session")
+def model_runs(texture_data, tmp_path_factory) -> dict:
+    """Tiny AnoGAN, EGBAD, AE, VAE, Residual VAE and OE-SDN (32 px, width 8, 2 epochs: the two-phase
+    models one epoch per phase) on `texture_data`: {model: train() result}."""
+    return _tiny_runs(MODEL_CONTRAST, texture_data, tmp_path_factory.mktemp("model-runs"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from conftest import MODEL_CONTRAST
 from edgeano.artifact import read_onnx_metadata
 from edgeano.cli.main import cli
 
@@ -113,3 +114,52 @@ def test_cli_backend_choices_are_the_engines_backends():
     from edgeano.runtime.engine import BACKENDS
 
     assert CLI_BACKENDS == BACKENDS
+
+
+@pytest.mark.parametrize("name", MODEL_CONTRAST)
+def test_every_new_model_through_export_eval_verify_bench_and_run(name, model_runs, texture_data, tmp_path):
+    """Each of AnoGAN, EGBAD, AE, VAE, Residual VAE, OE-SDN (tiny fixtures) the way a user ships it:
+    export FP32 + FP16 + INT8 (each checked against PyTorch), eval the INT8 file, verify the FP32
+    file against its golden file, bench the INT8 file, run the FP16 file on a folder with events
+    that carry the map's peak and area (every one of these models has a map)."""
+    out = tmp_path / f"{name}.onnx"
+    r = _invoke("export", "--model", model_runs[name]["best"], "--out", out, "--fp16", "--int8", "--data", texture_data,
+                "--num", 16, "--no-build")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("vs PyTorch on") == 3  # FP32, FP16, INT8 parity lines
+    int8 = out.with_suffix(".int8.onnx")
+    meta = read_onnx_metadata(int8)
+    assert meta["model"] == name and meta["precision"] == "int8" and meta["map"]["threshold"] > meta["map"]["unit"] > 0
+    rep = json.loads(_run_json(int8, texture_data, tmp_path / "eval.json"))
+    assert rep["n_normal"] == 12 and 0 <= rep["image_auroc"] <= 1
+    r = _invoke("verify", out, "--json", tmp_path / "verify.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "verify.json").read_text())
+    js = tmp_path / "b.json"
+    r = _invoke("bench", "--model", int8, "--iters", 3, "--warmup", 1, "--threads", 1, "--json", js)
+    assert r.exit_code == 0, r.output
+    assert json.loads(js.read_text())
+    good = texture_data / "test" / "good"
+    r = _invoke("run", "--model", out.with_suffix(".fp16.onnx"), "--source", good, "--headless", "--events", tmp_path / "ev.jsonl")
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert len(events) == len(list(good.iterdir()))
+    assert all("score" in e and e["peak"]["value"] >= 0 and e["area_px"] >= 0 for e in events)
+
+
+def test_eval_latent_search_scores_anogan_the_papers_way(model_runs, texture_data, tmp_path):
+    ckpt = model_runs["anogan"]["best"]
+    js = tmp_path / "ls.json"
+    r = _invoke("eval", "--model", ckpt, "--data", texture_data, "--latent-search", 3, "--json", js)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(js.read_text())
+    single = json.loads(_run_json(ckpt, texture_data, tmp_path / "single.json"))
+    assert rep["n_normal"] == 12 and 0 <= rep["image_auroc"] <= 1 and rep["threshold"] != single["threshold"]
+    bad = CliRunner().invoke(cli, ["eval", "--model", model_runs["ae"]["best"], "--data", str(texture_data), "--latent-search", "3"])
+    assert bad.exit_code == 2 and "AnoGAN" in bad.output
+
+
+def _run_json(model, data, js):
+    r = _invoke("eval", "--model", model, "--data", data, "--json", js)
+    assert r.exit_code == 0, r.output
+    return js.read_text()

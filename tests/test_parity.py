@@ -5,8 +5,9 @@ Each case loads the artifact the way a user does (`Engine.load(path)`) and compa
 MTD in the `data` variant). FP32/FP16 compare raw scores and maps; INT8 compares the ranking
 (Spearman, AUROC), since 8-bit activations shift raw values by design.
 
-Models: the Gaussian model (`gaussian_run` fixture), GANomaly and Skip-GANomaly (`gan_runs`:
-32 px, width 8, trained 2 epochs on the texture set with edgeano.train.ganomaly).
+Models: the Gaussian model (`gaussian_run` fixture), GANomaly and Skip-GANomaly (`gan_runs`), and
+AnoGAN, EGBAD, AE, VAE, Residual VAE, OE-SDN (`model_runs`): 32 px, width 8, trained 2 epochs on the
+texture set with edgeano.train.loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import GAN_CONTRAST, LOOP_MODELS
 from edgeano.compare import TOLERANCES, compare
 from edgeano.data.datasets import load_dataset
 from edgeano.data.images import read_image
@@ -26,6 +28,7 @@ from edgeano.runtime.tensorrt import tensorrt_available
 # the FP16/INT8 reports and `edgeano verify`); rank metrics are enforced here because the test set
 # is labelled (normal and anomalous images).
 CALIB_NUM = 16  # calibration images in tests: enough for stable ranges on 64 px, fast
+PARITY_MODELS = ("gaussian",) + LOOP_MODELS  # every registered model
 
 
 BACKENDS = ("onnxruntime", "tensorrt")  # the backends this suite builds artifacts for
@@ -86,7 +89,8 @@ def artifacts(request, texture_data, tmp_path_factory):
             if name == "gaussian":
                 ckpt = request.getfixturevalue("gaussian_run")  # lazily: a device without torch never asks
             else:
-                ckpt = Path(request.getfixturevalue("gan_runs")[name]["best"])
+                runs = request.getfixturevalue("gan_runs" if name in GAN_CONTRAST else "model_runs")
+                ckpt = Path(runs[name]["best"])
             made[name] = Artifacts(ckpt, texture_data, tmp_path_factory.mktemp(f"parity_{name}"))
         return made[name]
 
@@ -113,7 +117,7 @@ def check_against_torch(ref: Engine, eng: Engine, frames, labels, tol) -> None:
     assert result.passed, result.summary() + "\n" + "\n".join(result.lines())
 
 
-@pytest.mark.parametrize("model", ["gaussian", "ganomaly", "skip-ganomaly"])
+@pytest.mark.parametrize("model", PARITY_MODELS)
 @pytest.mark.parametrize("backend,precision", CASES)
 def test_engine_matches_pytorch(backend, precision, model, artifacts, texture_data):
     if backend == "tensorrt":

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Dict
 
 from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
-from edgeano.calibration.graph import drop_unused_opsets, head_nodes, high_resolution_nodes, name_nodes, qdq_summary, unquantize_head_inputs
+from edgeano.calibration.graph import (drop_unused_opsets, head_nodes, high_resolution_nodes, input_layer_nodes, name_nodes, qdq_summary,
+                                      unquantize_head_inputs)
 from edgeano.calibration.quantize import PERCENTILE, _calibrate_method, _stride
 from edgeano.calibration.reader import ImageCalibrationReader
 from edgeano.fileio import write_bytes
@@ -49,7 +50,8 @@ def quantize_cpu(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         model = onnx.load(str(pre))
         name_nodes(model)
         head = head_nodes(model)
-        stem = high_resolution_nodes(model, float_stride)
+        inputs = input_layer_nodes(model)  # as in the TensorRT form: the image the head compares with stays exact
+        stem = [n for n in high_resolution_nodes(model, float_stride) if n not in inputs]
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -67,7 +69,7 @@ def quantize_cpu(src: Path, dst: Path, frames, preprocess, method: str = "minmax
             with contextlib.redirect_stdout(sys.stderr):
                 quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                                 reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                nodes_to_exclude=head + stem, calibrate_method=_calibrate_method(method), extra_options=extra)
+                                nodes_to_exclude=head + inputs + stem, calibrate_method=_calibrate_method(method), extra_options=extra)
         finally:
             root.setLevel(level)
             reader.close()
@@ -79,7 +81,8 @@ def quantize_cpu(src: Path, dst: Path, frames, preprocess, method: str = "minmax
                                                                      preprocess, batch, progress))
     drop_unused_opsets(qmodel)
     write_bytes(dst, qmodel.SerializeToString())
-    return {"excluded_nodes": head, "float_nodes": stem, "float_stride": float_stride, "head_inputs_kept_float": rewired,
+    return {"excluded_nodes": head, "float_nodes": stem, "float_stride": float_stride, "input_layer_nodes": inputs,
+            "head_inputs_kept_float": rewired,
             "bias_correction": corrected, "qdq": qdq_summary(qmodel), "calibration_seconds": round(time.time() - t0, 1),
             "batch": batch, "format": CPU_FORMAT.replace("weights", "weights in 7 bits") if reduce_range else CPU_FORMAT,
             "weight_bits": 7 if reduce_range else 8}

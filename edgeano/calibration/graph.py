@@ -13,6 +13,12 @@ square and mean, and the map's x - x_hat, |.|, channel mean. These compute dista
 dynamic range (tiny differences of large features, squared and summed) does not fit 8 bits, and
 they cost almost nothing, so they stay in float. Stages inside the network (a residual Add
 feeding the next block) feed a convolution and stay quantized.
+
+The input-layer rule: every node before the first convolution (the in-graph Normalize and its
+per-image contrast step) stays float too. Its output is the image the reconstruction models
+compare their output with (x − x̂ in the head); quantizing the contrast step's intermediates
+(values of several units before the clip) moved that image by up to 0.13 and every
+reconstruction score with it. The first convolution still reads an 8-bit copy of it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,19 @@ def name_nodes(model) -> None:
         if not node.name or node.name in seen:
             node.name = f"{node.op_type}_{i}"
         seen.add(node.name)
+
+
+def input_layer_nodes(model) -> List[str]:
+    """Nodes that no convolution precedes (the input Normalize, contrast step included), in graph
+    order, Constants and Q/DQ excepted. ONNX graphs are topologically sorted."""
+    after: Set[str] = set()  # tensors computed by or after a convolution
+    out: List[str] = []
+    for n in model.graph.node:
+        if n.op_type in FEATURE_OPS or any(t in after for t in n.input):
+            after.update(n.output)
+        elif n.op_type not in ("Constant",) + QDQ_OPS:
+            out.append(n.name)
+    return out
 
 
 def _producers(model) -> Dict[str, object]:

@@ -10,7 +10,8 @@ runs. The form TensorRT accepts everywhere, and how we get it from quantize_stat
   itself from the Q scale; 10.x/11 accept this form too;
 - float biases (QuantizeBias=False): TensorRT has no INT32 DequantizeLinear;
 - one Q/DQ pair per consumer (DedicatedQDQPair), the layout NVIDIA's own QAT exports have;
-- the scoring head stays float (see graph.py), and `tensorrt_problems` checks the result;
+- the scoring head and the input layer (Normalize, contrast step) stay float (see graph.py), and
+  `tensorrt_problems` checks the result;
 - the systematic INT8 shift of the tensors entering the head is measured on the calibration
   images and added back in float (bias.py): anomaly scores are distances, and a constant
   shift of the features moves every one of them;
@@ -29,8 +30,8 @@ from typing import Dict, Optional
 
 from edgeano.artifact import load_onnx, read_onnx_metadata, set_onnx_metadata
 from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
-from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, name_nodes,
-                                      qdq_summary, tensorrt_problems, unquantize_head_inputs)
+from edgeano.calibration.graph import (HEAD_REASON, drop_unused_opsets, head_nodes, high_resolution_nodes, input_layer_nodes,
+                                      name_nodes, qdq_summary, tensorrt_problems, unquantize_head_inputs)
 from edgeano.calibration.reader import RECOMMENDED_MIN, ImageCalibrationReader, calibration_paths, load_frames
 from edgeano.calibration.report import build_report, print_report
 from edgeano.data.datasets import load_dataset
@@ -46,8 +47,11 @@ CHUNK = 16  # images per range-collection pass: bounds calibration memory to one
 # correction on: every convolution INT8 loses 2.2 AUROC points (default levels 4-7, avg+max
 # pooling) and 3.5 (all levels, avg); with stride <= 4 float (23% of Lite0's MACs) 0.13 and 0.01.
 # Its Mahalanobis distances see INT8 error from the stem that later stages do not wash out.
-# GANomaly loses < 0.1 point fully INT8, so it keeps every convolution INT8.
-FLOAT_STRIDE = {"gaussian": 4}
+# GANomaly loses < 0.1 point fully INT8, so it keeps every convolution INT8; so do EGBAD and the
+# AEs (0.08-0.44, docs/benchmarks/models.md). AnoGAN's izi_f score compares discriminator features
+# of x and G(E(x)): fully INT8 it lost 1.27 points (0.7306 -> 0.7180), with the 16x16 and 32x32
+# layers float 0.10 (-> 0.7297), at 3.75 vs 3.88 ms.
+FLOAT_STRIDE = {"gaussian": 4, "anogan": 2}
 
 
 def default_output(src, target: str = "tensorrt") -> Path:
@@ -111,7 +115,8 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         model = onnx.load(str(pre))
         name_nodes(model)
         head = head_nodes(model)
-        stem = high_resolution_nodes(model, float_stride)  # mixed precision, see FLOAT_STRIDE
+        inputs = input_layer_nodes(model)  # see graph.py: the image the head compares with stays exact
+        stem = [n for n in high_resolution_nodes(model, float_stride) if n not in inputs]  # mixed precision, see FLOAT_STRIDE
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -132,7 +137,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         try:
             with contextlib.redirect_stdout(sys.stderr):  # its histogram calibrators print(): keep stdout ours
                 quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + stem,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + inputs + stem,
                                 calibrate_method=_calibrate_method(method), extra_options=extra)
         finally:
             root.setLevel(level)
@@ -150,6 +155,7 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model", EXIT_ERROR)
     write_bytes(dst, qmodel.SerializeToString())
     return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
+            "input_layer_nodes": inputs,
             "head_inputs_kept_float": rewired,
             "bias_correction": corrected,
             "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
@@ -197,6 +203,7 @@ def calibrate_onnx(src: Path, dst: Optional[Path], data_dir: Path, num: int = DE
         calibration = {"method": method, "images": len(frames), "data": str(data_dir), "excluded_nodes": done["excluded_nodes"],
                        "excluded_reason": done["excluded_reason"], "bias_correction": done["bias_correction"],
                        "float_stride": float_stride, "float_nodes": done["float_nodes"],
+                       "input_layer_nodes": done["input_layer_nodes"],
                        "format": done.get("format", "QDQ int8 symmetric, per-channel weights"), "target": target,
                        "weight_bits": done.get("weight_bits", 8)}
         qmodel = load_onnx(staged)

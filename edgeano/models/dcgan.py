@@ -22,12 +22,11 @@ def check_img_size(img_size: int) -> int:
 
 def weights_init(m: nn.Module) -> None:
     """Conv weights ~ N(0, 0.02), BatchNorm gamma ~ N(1, 0.02), beta = 0 (DCGAN)."""
-    name = type(m).__name__
-    if name.startswith("Conv"):
+    if isinstance(m, nn.modules.conv._ConvNd):
         nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
-    elif name.startswith("BatchNorm"):
+    elif isinstance(m, nn.modules.batchnorm._BatchNorm):
         nn.init.normal_(m.weight, 1.0, 0.02)
         nn.init.zeros_(m.bias)
 

@@ -5,7 +5,7 @@
 
 Trained on normal images only, the generator learns to encode and reconstruct them; an
 anomalous image maps to a latent its reconstruction does not reproduce. The discriminator is a
-training-time module (edgeano.train.ganomaly) and is not part of this model or its export.
+training-time module (edgeano.train.adversarial) and is not part of this model or its export.
 """
 
 from __future__ import annotations

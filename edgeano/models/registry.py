@@ -9,7 +9,8 @@ from edgeano.errors import EdgeanoError
 
 _REGISTRY: Dict[str, type] = {}
 # Imported on first lookup so `import edgeano.models` stays cheap.
-_MODULES = ("edgeano.models.gaussian", "edgeano.models.ganomaly", "edgeano.models.skip_ganomaly")
+_MODULES = ("edgeano.models.gaussian", "edgeano.models.ganomaly", "edgeano.models.skip_ganomaly", "edgeano.models.anogan",
+            "edgeano.models.egbad", "edgeano.models.ae", "edgeano.models.vae", "edgeano.models.rvae", "edgeano.models.oe_sdn")
 
 
 def register(name: str):

@@ -5,7 +5,7 @@
     anomaly_map = mean_c |x − x̂|   (input resolution)
 
 f is the discriminator's feature stack (its penultimate 4x4 layer), so it lives here, inside the
-exported graph; the discriminator's 1-logit classifier is training-only (edgeano.train.ganomaly).
+exported graph; the discriminator's 1-logit classifier is training-only (edgeano.train.adversarial).
 Both terms are means over elements (the reference code's choice; λ weighs their averages).
 """
 

@@ -12,8 +12,10 @@ import math
 from edgeano.errors import EdgeanoError
 from edgeano.train import runs
 
-TRAINERS = {"gaussian": "edgeano.train.gaussian", "ganomaly": "edgeano.train.ganomaly", "skip-ganomaly": "edgeano.train.ganomaly"}
-WHOLE_POSITIVE = ("img_size", "epochs", "batch", "nz", "width")  # None = the trainer's default; 0 is not
+# every learned model but the Gaussian one trains in edgeano.train.loop (its RECIPES table)
+LOOP_MODELS = ("ganomaly", "skip-ganomaly", "anogan", "egbad", "ae", "vae", "rvae", "oe-sdn")
+TRAINERS = {"gaussian": "edgeano.train.gaussian", **{m: "edgeano.train.loop" for m in LOOP_MODELS}}
+WHOLE_POSITIVE = ("img_size", "epochs", "batch", "nz", "width")  # None = the trainer's default; 0 is not (--blocks 0 is: loop.py checks it)
 
 
 def run_training(model: str, **opts):

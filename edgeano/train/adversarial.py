@@ -51,6 +51,12 @@ def maybe_reinit(disc: Discriminator, loss_d: float, threshold: float = D_COLLAP
     return False
 
 
+def ganomaly_step(model: nn.Module, hp: Dict) -> "AdversarialStep":
+    """The training step `edgeano.train.loop` builds for GANomaly and Skip-GANomaly."""
+    disc = make_discriminator(model).to(next(model.parameters()).device)
+    return AdversarialStep(model, disc, hp["lr"])
+
+
 class AdversarialStep:
     """Holds both optimisers; `__call__(x in [0,1])` runs one G step then one D step and returns the losses."""
 
@@ -59,6 +65,10 @@ class AdversarialStep:
         self.skip = isinstance(model, SkipGANomaly)
         self.opt_g = torch.optim.Adam(generator_parameters(model), lr=lr, betas=BETAS)
         self.opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=BETAS)
+
+    def begin_epoch(self, epoch: int) -> str:
+        self.model.train(), self.disc.train()
+        return "adversarial"
 
     def __call__(self, x: torch.Tensor) -> Dict[str, float]:
         xn = self.model.normalize(x)

@@ -1,19 +1,20 @@
-"""The runs/ folder: runs/<model>/<name>/{weights/, config.json, train.log, ...}."""
+"""The runs/ folder: runs/<model>/<name>/{weights/, config.json, train.log, metrics.csv}."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from edgeano.data.preprocess import CONTRASTS
-from edgeano.errors import EdgeanoError
-from edgeano.fileio import not_written, write_json
+from edgeano.errors import EXIT_USAGE, EdgeanoError
+from edgeano.fileio import not_written, write_json, write_text
 
 
 LEFTOVER = {"weights", "train.log", "config.json", "metrics.csv"}  # what a run holds before its first checkpoint
 _created: List[Path] = []  # run folders this process made, for discard_unsaved
+_made_parents: Dict[Path, List[Path]] = {}  # run folder -> the runs/ and runs/<model>/ folders made with it
 
 
 def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = False) -> Path:
@@ -36,6 +37,7 @@ def new_run_dir(out, model: str, name: Optional[str] = None, exist_ok: bool = Fa
             i += 1
     if not d.exists():
         _created.append(d)
+        _made_parents[d] = [p for p in (base, Path(out)) if not p.exists()]
     (d / "weights").mkdir(parents=True, exist_ok=True)
     return d
 
@@ -62,6 +64,12 @@ def discard_unsaved(mark: int) -> None:
         if d.is_dir() and is_unsaved(d):
             close_run_logger(d)
             shutil.rmtree(d, ignore_errors=True)
+            for parent in _made_parents.get(d, []):  # runs/<model>/, then runs/, when this run made them
+                try:
+                    parent.rmdir()  # only if empty: another run's folder is never touched
+                except OSError:
+                    break
+        _made_parents.pop(d, None)
     del _created[mark:]
 
 
@@ -106,5 +114,33 @@ def contrast_option(contrast: Optional[str]) -> str:
     if contrast is None:
         return "none"
     if contrast not in CONTRASTS:
-        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+        raise EdgeanoError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}", EXIT_USAGE)
     return contrast
+
+
+def resume_dir(out, model: str, name: Optional[str]) -> Path:
+    """The run --resume continues: runs/<model>/<name>, or the newest with weights/last.pt."""
+    base = Path(out) / model
+    if name:
+        d = base / name
+    else:
+        found = sorted(base.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise EdgeanoError(f"--resume: no {model} run with weights/last.pt under {base}")
+        d = found[-1].parent.parent
+    if not (d / "weights" / "last.pt").is_file():
+        raise EdgeanoError(f"--resume: {d / 'weights' / 'last.pt'} not found; train without --resume first")
+    return d
+
+
+def write_metrics(path: Path, rows: List[Dict], first: Sequence[str] = ("epoch", "phase")) -> None:
+    """metrics.csv: one row per epoch; columns in order of first appearance (models log different losses)."""
+    cols: List[str] = list(first)
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    lines = [",".join(cols)] + [",".join(fmt(r.get(c)) for c in cols) for r in rows]
+    write_text(path, "\n".join(lines) + "\n")
