@@ -113,6 +113,18 @@ def test_page_in_headless_chromium_streams_and_shows_ng_frames(frames, gaussian_
     assert "http: live page at http://127.0.0.1:" in err and "sink http:" in err
 
 
+def first_frame(url, wait_s=60.0):
+    """GET url until the loop has scored a frame (the page is up before the first frame: 404)."""
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            return get(url)
+        except urllib.error.HTTPError as e:
+            if e.code != 404 or time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_http_beyond_localhost_needs_the_token(frames, gaussian_onnx, tmp_path):
     folder = write_folder(frames, tmp_path / "frames")
     port = free_port()
@@ -133,7 +145,7 @@ def test_http_beyond_localhost_needs_the_token(frames, gaussian_onnx, tmp_path):
             get(base + "/api/status?token=wrong")
         assert get(base + f"/api/status?token={token}")[0] == 200
         assert get(base + "/api/status", headers={"Authorization": f"Bearer {token}"})[0] == 200
-        code, jpg = get(base + f"/frame.jpg?token={token}")
+        code, jpg = first_frame(base + f"/frame.jpg?token={token}")  # 404 until the first frame is scored
         assert code == 200 and jpg[:2] == b"\xff\xd8"
     finally:
         err = stop(p)

@@ -92,6 +92,24 @@ def test_plc_reads_the_verdict_while_a_file_plays(frames, gaussian_onnx, tmp_pat
     assert "opcua: serving" in err and "sink opcua: serving" in err
 
 
+def test_last_ng_time_reads_as_null_before_the_first_ng(frames, gaussian_onnx, tmp_path):
+    """A PLC polls from the start: before any NG, LastNgTime is OPC UA's null DateTime, not an error."""
+    folder = write_folder(frames, tmp_path / "frames")
+    port = free_port()
+    p = edgeano_run(["--model", gaussian_onnx, "--source", folder, "--headless", "--loop", "--fps", 10, "--max-frames", 400,
+                     "--threshold", 1e30, "--opcua", f"opc.tcp://127.0.0.1:{port}"])
+    try:
+        got = asyncio.run(read_vars(f"opc.tcp://127.0.0.1:{port}/edgeano/", ["LastNgTime", "NgCount", "FrameIndex"]))
+        time.sleep(1.0)
+        later = asyncio.run(read_vars(f"opc.tcp://127.0.0.1:{port}/edgeano/", ["LastNgTime", "NgCount", "FrameIndex"]))
+    finally:
+        err = finish(p)
+    assert p.returncode == 0, err
+    assert later["FrameIndex"] > 0 and got["NgCount"] == later["NgCount"] == 0  # every frame OK at this threshold
+    for seen in (got, later):
+        assert seen["LastNgTime"] is None or seen["LastNgTime"].year == 1601, seen
+
+
 def test_user_and_password_are_required_when_given(frames, gaussian_onnx, tmp_path):
     folder = write_folder(frames, tmp_path / "frames")
     port = free_port()

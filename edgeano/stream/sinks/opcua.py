@@ -32,6 +32,9 @@ START_TIMEOUT_S = 30.0
 MAIN_VARS = (("Verdict", "String"), ("Score", "Double"), ("Threshold", "Double"), ("FrameIndex", "Int64"),
              ("Source", "String"), ("Fps", "Double"), ("OkCount", "Int64"), ("NgCount", "Int64"),
              ("LastNgTime", "DateTime"), ("SourceState", "String"))
+# OPC UA's null DateTime (0 ticks, 1601-01-01 UTC) before the first NG: a Python None cannot be
+# encoded, and asyncua answered every read of the node with BadInternalError until an NG came.
+NULL_TIME = dt.datetime(1601, 1, 1, tzinfo=dt.timezone.utc)
 SOURCE_VARS = (("Verdict", "String"), ("Score", "Double"), ("FrameIndex", "Int64"), ("OkCount", "Int64"),
                ("NgCount", "Int64"), ("State", "String"))
 
@@ -148,7 +151,7 @@ class OpcUaSink(Sink):
         out = {}
 
         async def add(obj, prefix, name, vtype):
-            initial = {"String": "", "Double": 0.0, "Int64": 0, "DateTime": None}[vtype]
+            initial = {"String": "", "Double": 0.0, "Int64": 0, "DateTime": NULL_TIME}[vtype]
             var = await obj.add_variable(ua.NodeId(f"{prefix}.{name}", idx), ua.QualifiedName(name, idx),
                                          ua.Variant(initial, getattr(ua.VariantType, vtype)))
             out[f"{prefix}.{name}"] = (var, getattr(ua.VariantType, vtype))
@@ -178,7 +181,7 @@ class OpcUaSink(Sink):
         values = {"Verdict": "NG" if s.anomaly else "OK", "Score": float(s.score), "Threshold": float(s.threshold),
                   "FrameIndex": int(s.index), "Source": s.source, "Fps": float(st["fps"]), "OkCount": int(st["ok"]),
                   "NgCount": int(st["ng"]), "SourceState": src["state"],
-                  "LastNgTime": dt.datetime.fromtimestamp(last_ng, dt.timezone.utc) if last_ng else None}
+                  "LastNgTime": dt.datetime.fromtimestamp(last_ng, dt.timezone.utc) if last_ng else NULL_TIME}
         for name, v in values.items():
             await self._set(ua, f"Inspection.{name}", v)
         if len(st["sources"]) > 1:
