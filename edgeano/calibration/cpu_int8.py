@@ -19,19 +19,10 @@ metadata says `"target": "cpu"`.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Dict
 
-from edgeano.calibration.bias import apply_bias_correction, head_input_tensors, measure_bias
-from edgeano.calibration.graph import (drop_unused_opsets, head_nodes, high_resolution_nodes, input_layer_nodes, name_nodes, qdq_summary,
-                                      unquantize_head_inputs)
-from edgeano.calibration.quantize import PERCENTILE, _calibrate_method, _stride
-from edgeano.calibration.reader import ImageCalibrationReader
+from edgeano.calibration.quantize import calibrate_qdq
 from edgeano.fileio import write_bytes
 
 CPU_FORMAT = "QDQ uint8 asymmetric activations, per-channel int8 weights, int32 biases (x86 CPU form)"
@@ -40,49 +31,10 @@ CPU_FORMAT = "QDQ uint8 asymmetric activations, per-channel int8 weights, int32 
 def quantize_cpu(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
                  float_stride: int = 0, bias_correction: bool = True, reduce_range: bool = False) -> Dict:
     """Calibrate `src` on `frames` and write the CPU-form INT8 ONNX `dst` (metadata untouched).
-    Returns what was done, as quantize.quantize_qdq does."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
-
-    with tempfile.TemporaryDirectory(prefix="edgeano-calib-cpu-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        model = onnx.load(str(pre))
-        name_nodes(model)
-        head = head_nodes(model)
-        inputs = input_layer_nodes(model)  # as in the TensorRT form: the image the head compares with stays exact
-        stem = [n for n in high_resolution_nodes(model, float_stride) if n not in inputs]
-        onnx.save(model, str(pre))
-        input_name = model.graph.input[0].name
-        dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
-        batch = dim0.dim_value if dim0.HasField("dim_value") and dim0.dim_value > 0 else 1
-        reader = ImageCalibrationReader(frames, preprocess, input_name, batch=batch, progress=progress)
-        extra = {"CalibStridedMinMax": _stride(len(reader))}
-        if method == "percentile":
-            extra["CalibPercentile"] = PERCENTILE
-        qpath = Path(tmp) / "int8.onnx"
-        t0 = time.time()
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                nodes_to_exclude=head + inputs + stem, calibrate_method=_calibrate_method(method), extra_options=extra)
-        finally:
-            root.setLevel(level)
-            reader.close()
-        qmodel = onnx.load(str(qpath))
-    rewired = unquantize_head_inputs(qmodel, head)
-    corrected = []
-    if bias_correction:
-        corrected = apply_bias_correction(qmodel, head, measure_bias(model, qmodel, head_input_tensors(qmodel, head), frames,
-                                                                     preprocess, batch, progress))
-    drop_unused_opsets(qmodel)
+    Returns what was done, as quantize.quantize_qdq does. The shared steps: quantize.calibrate_qdq;
+    ORT's defaults (asymmetric, shared Q/DQ pairs, INT32 biases) are the CPU form."""
+    qmodel, done = calibrate_qdq(src, frames, preprocess, method, progress, float_stride, bias_correction, "uint8",
+                                 reduce_range=reduce_range)
     write_bytes(dst, qmodel.SerializeToString())
-    return {"excluded_nodes": head, "float_nodes": stem, "float_stride": float_stride, "input_layer_nodes": inputs,
-            "head_inputs_kept_float": rewired,
-            "bias_correction": corrected, "qdq": qdq_summary(qmodel), "calibration_seconds": round(time.time() - t0, 1),
-            "batch": batch, "format": CPU_FORMAT.replace("weights", "weights in 7 bits") if reduce_range else CPU_FORMAT,
+    return {**done, "format": CPU_FORMAT.replace("weights", "weights in 7 bits") if reduce_range else CPU_FORMAT,
             "weight_bits": 7 if reduce_range else 8}

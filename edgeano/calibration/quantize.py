@@ -101,10 +101,12 @@ def _stride(n: int, chunk: int = CHUNK) -> int:
     return max(d for d in range(1, min(chunk, n) + 1) if n % d == 0)
 
 
-def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
-                 float_stride: int = 0, bias_correction: bool = True) -> Dict:
-    """The quantization proper: pre-process, calibrate, QDQ, keep the head float. Writes `dst`
-    (plain ONNX, metadata untouched) and returns what was done."""
+def calibrate_qdq(src: Path, frames, preprocess, method: str, progress: bool, float_stride: int, bias_correction: bool,
+                  activation: str = "int8", extra: Optional[Dict] = None, reduce_range: bool = False):
+    """What both INT8 forms share: pre-process, calibrate, QDQ with the head, the input layer and the
+    stride <= float_stride layers kept float, head inputs un-quantized, bias correction. Returns the
+    quantized model (not written) and what was done. activation: "int8" (symmetric, the TensorRT
+    form) or "uint8" (the x86 CPU form, cpu_int8.py); extra: the form's quantize_static options."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -122,13 +124,9 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
         batch = dim0.dim_value if dim0.HasField("dim_value") and dim0.dim_value > 0 else 1
         reader = ImageCalibrationReader(frames, preprocess, input_name, batch=batch, progress=progress)
-        extra = {
-            "ActivationSymmetric": True, "WeightSymmetric": True, "AddQDQPairToWeight": True,
-            "QuantizeBias": False, "DedicatedQDQPair": True,
-            "CalibStridedMinMax": _stride(len(reader)),  # collect in chunks (any method), see reader
-        }
+        options = {**(extra or {}), "CalibStridedMinMax": _stride(len(reader))}  # collect in chunks (any method), see reader
         if method == "percentile":
-            extra["CalibPercentile"] = PERCENTILE
+            options["CalibPercentile"] = PERCENTILE
         qpath = Path(tmp) / "int8.onnx"
         t0 = time.time()
         root = logging.getLogger()
@@ -136,9 +134,10 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
         root.setLevel(logging.ERROR)  # quantize_static logs advice at WARNING that is not for our users
         try:
             with contextlib.redirect_stdout(sys.stderr):  # its histogram calibrators print(): keep stdout ours
-                quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head + inputs + stem,
-                                calibrate_method=_calibrate_method(method), extra_options=extra)
+                quantize_static(str(pre), str(qpath), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+                                activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=head + inputs + stem,
+                                calibrate_method=_calibrate_method(method), extra_options=options)
         finally:
             root.setLevel(level)
             reader.close()
@@ -150,15 +149,23 @@ def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax
                                                                      preprocess, batch, progress))
     seconds = time.time() - t0
     drop_unused_opsets(qmodel)
+    return qmodel, {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
+                    "input_layer_nodes": inputs, "head_inputs_kept_float": rewired, "bias_correction": corrected,
+                    "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
+
+
+def quantize_qdq(src: Path, dst: Path, frames, preprocess, method: str = "minmax", progress: bool = True,
+                 float_stride: int = 0, bias_correction: bool = True) -> Dict:
+    """The TensorRT form: symmetric INT8, Q/DQ pairs on weights, one pair per consumer, float biases.
+    Writes `dst` (plain ONNX, metadata untouched) and returns what was done."""
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "AddQDQPairToWeight": True,
+             "QuantizeBias": False, "DedicatedQDQPair": True}
+    qmodel, done = calibrate_qdq(src, frames, preprocess, method, progress, float_stride, bias_correction, "int8", extra)
     problems = tensorrt_problems(qmodel)
     if problems:  # our own invariant: a file TensorRT cannot parse must never be written
         raise EdgeanoError(f"INT8 graph is not TensorRT-compatible ({len(problems)} problems, e.g. {problems[0]}); please report this model", EXIT_ERROR)
     write_bytes(dst, qmodel.SerializeToString())
-    return {"excluded_nodes": head, "excluded_reason": HEAD_REASON, "float_nodes": stem, "float_stride": float_stride,
-            "input_layer_nodes": inputs,
-            "head_inputs_kept_float": rewired,
-            "bias_correction": corrected,
-            "qdq": qdq_summary(qmodel), "calibration_seconds": round(seconds, 1), "batch": batch}
+    return done
 
 
 TARGETS = ("tensorrt", "cpu")  # the TensorRT form (this module) or the x86 CPU form (cpu_int8.py)
