@@ -317,10 +317,17 @@ def test_bad_input(case, gaussian_onnx, gaussian_run, texture_data, tmp_path):
 
 
 # -- signals and races: what a table row cannot express --------------------------------------------
+def _default_sigint():
+    # a suite started in the background of a shell inherits SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: give the command the Ctrl-C a user's terminal would deliver
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, cwd, env=None):
     env = dict(os.environ, **(env or {}))
     env.pop("EDGEANO_DEBUG", None)
-    return subprocess.Popen([str(EDGEANO), *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([str(EDGEANO), *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for(cond, proc, timeout=120.0):
