@@ -139,3 +139,21 @@ def test_evaluate_reports_pixel_metrics_and_draws_the_overlay_grid(gan_runs, tex
     paths = write_plots(res, tmp_path)
     grid = cv2.imread(str(tmp_path / "eval_maps.png"))
     assert tmp_path / "eval_maps.png" in paths and grid.shape[0] > 3 * 32 and grid.shape[1] >= 5 * 32
+
+
+def test_plots_colour_the_maps_in_the_artifacts_units_by_default(gaussian_onnx, texture_data, tmp_path):
+    """`edgeano demo` drew its heatmaps in this eval's own range ("no map units in the artifact")
+    although the artifact had them: the units travel with the result now."""
+    from edgeano.data.datasets import load_dataset
+    from edgeano.evaluation.loop import evaluate, public, write_plots
+    from edgeano.runtime.engine import Engine
+
+    with Engine.load(gaussian_onnx, backend="onnxruntime") as eng:
+        res = evaluate(eng, load_dataset(texture_data, need_test=True), batch=8)
+        units = eng.meta["map"]
+    assert res["_map_meta"] == units and "_map_meta" not in public(res)
+    png = {}
+    for name, meta in (("default", None), ("artifact", units), ("none", {})):
+        write_plots(res, tmp_path / name, map_meta=meta)
+        png[name] = (tmp_path / name / "eval_maps.png").read_bytes()
+    assert png["default"] == png["artifact"] != png["none"]

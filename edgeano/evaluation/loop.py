@@ -83,6 +83,7 @@ def evaluate(engine: Engine, ds: Dataset, batch: int = 16) -> Dict:
         "n_anomalous": n_anom,
         "n_skipped": len(skipped),
         "per_class": {},
+        "_map_meta": engine.meta.get("map"),  # the artifact's map units, for write_plots
     }
     if n_norm and n_anom:
         res["image_auroc"] = auroc(labels, scores)
@@ -144,7 +145,8 @@ def public(res: Dict) -> Dict:
 
 def write_plots(res: Dict, folder, stem: str = "eval", map_meta: Optional[Dict] = None) -> List[Path]:
     """Score histogram, ROC, and (models with a map) the heatmap-overlay grid, as PNGs in `folder`.
-    map_meta: the artifact's meta["map"] (its units colour the heatmaps)."""
+    map_meta: the artifact's meta["map"] (its units colour the heatmaps; default: the one evaluate
+    recorded from the engine it scored with)."""
     from edgeano.evaluation.plots import histogram_png, overlay_grid_png, roc_png
 
     folder = Path(folder)
@@ -152,5 +154,5 @@ def write_plots(res: Dict, folder, stem: str = "eval", map_meta: Optional[Dict] 
     if res["image_auroc"] is not None:
         out.append(roc_png(res["_labels"], res["_scores"], folder / f"{stem}_roc.png", title=f"ROC ({res['backend']}), AUROC {res['image_auroc']:.4f}"))
     if res.get("_maps") is not None:
-        out.append(overlay_grid_png(res, folder / f"{stem}_maps.png", map_meta))
+        out.append(overlay_grid_png(res, folder / f"{stem}_maps.png", map_meta if map_meta is not None else res.get("_map_meta")))
     return out
