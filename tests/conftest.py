@@ -57,6 +57,19 @@ LOOP_MODELS = tuple(GAN_CONTRAST) + tuple(MODEL_CONTRAST)  # every model edgeano
 MODEL_OPTIONS = {"ae": {"loss": "ssim"}}  # the SSIM map's graph through the parity suite (the VAEs cover L2)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, as the session's training fixtures ran (bitwise resume/parity comparisons
+    need the same count; tiny nets are faster so too). torch imported here, not at the top: a
+    device without torch still collects the suite."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_gan(name: str, **over) -> dict:
     """train() keywords of the `gan_runs` / `model_runs` fixtures for model `name`, with overrides."""
     from edgeano.train.loop import RECIPES

@@ -27,13 +27,7 @@ from edgeano.train.loop import train
 MODELS = ("ganomaly", "skip-ganomaly")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Same thread count as the `gan_runs` fixture (bitwise comparisons need it), and faster for tiny nets."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: as the training fixtures (bitwise comparisons need it)
 FP32_RTOL = 1e-4  # ONNX Runtime vs PyTorch, both FP32: only op-order rounding differs
 
 

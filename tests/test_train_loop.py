@@ -24,13 +24,7 @@ from edgeano.train.loop import RECIPES, train
 PHASES = {"anogan": ["gan", "encoder"], "oe-sdn": ["ae", "sdn"]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Same thread count as the fixtures' training (bitwise resume comparisons need it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: as the training fixtures (bitwise comparisons need it)
 
 
 @pytest.fixture
