@@ -106,20 +106,25 @@ def test_bench_prints_gmac_and_peak_share(gaussian_onnx, tmp_path):
         assert "% of the FP32 FMA peak" in r.output and "1 core x" in r.output
 
 
-def test_run_leaves_a_core_to_capture(gaussian_onnx, texture_data):
-    """`edgeano run` without --threads: CPU inference on one core fewer than the machine has (the
-    capture thread decodes and preprocesses on the one left); --threads overrides it."""
+def test_run_gives_capture_a_core_by_sleeping_idle_threads(gaussian_onnx, texture_data):
+    """`edgeano run` without --threads: ONNX Runtime on every core with its idle threads sleeping
+    (spinning ones take the core the capture thread decodes on), OpenVINO on one core fewer;
+    --threads overrides the count and keeps the threads sleeping."""
     import subprocess
     import sys
 
     from edgeano.runtime.cpu import loop_runner_options, physical_cores
+    from edgeano.stream.app import RunOptions, loop_runner_kwargs
 
-    assert loop_runner_options("onnxruntime", cores=2) == {"threads": 1}
+    assert loop_runner_options("onnxruntime", cores=2) == {"threads": 2, "spinning": False}
     assert loop_runner_options("openvino", cores=8) == {"threads": 7}
     assert loop_runner_options("tensorrt", cores=8) == {}
+    given = RunOptions(model=str(gaussian_onnx), sources=[], runner={"threads": 1})
+    assert loop_runner_kwargs(given) == {"threads": 1, "spinning": False}
     exe = Path(sys.executable).with_name("edgeano")
-    for extra, want in (([], max(1, physical_cores() - 1)), (["--threads", "2"], 2)):
+    for extra, want in (([], physical_cores()), (["--threads", "1"], 1)):
         r = subprocess.run([str(exe), "run", "--model", str(gaussian_onnx), "--source", str(texture_data / "test" / "good"),
                             "--headless", "--max-frames", "2", *extra], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert f"run: onnxruntime-fp32 {want} thread" in r.stderr, r.stderr
+        assert ("idle ones sleeping" in r.stderr) == (want > 1), r.stderr

@@ -47,8 +47,9 @@ def log(msg: str) -> None:
 @backend_option
 @precision_option
 @click.option("--threads", type=Threads(), default=None,
-              help="CPU inference threads (ONNX Runtime / OpenVINO). Default: one core fewer than the machine has, "
-                   "leaving one to decode and preprocess the next frame.")
+              help="CPU inference threads (ONNX Runtime / OpenVINO). Default: ONNX Runtime every core, its idle threads "
+                   "sleeping rather than spinning on the core that decodes the next frame; OpenVINO one core fewer "
+                   "than the machine has.")
 @server_option
 @click.option("--reconnect-tries", type=int, default=10, show_default=True,
               help="Live source lost: reconnect with backoff 0.5 s doubling to 30 s, give up (exit 3) after this many tries.")

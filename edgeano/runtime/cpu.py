@@ -115,10 +115,15 @@ def loop_runner_options(backend: str, cores: Optional[int] = None) -> Dict:
     """Runner keywords for the camera loop when the user gave no thread count.
 
     The loop decodes and preprocesses the next frame in a capture thread while the main thread
-    runs inference (edgeano/stream/loop.py). With every core given to inference, each decoded frame
-    takes CPU from it, and an inference library's idle threads spin on the cores the capture
-    thread needs. So CPU inference in the loop leaves one core to capture. GPU backends take nothing."""
+    runs inference (edgeano/stream/loop.py). An inference library's idle threads spin on the cores
+    the capture thread needs. ONNX Runtime: every core, its idle threads sleeping instead of
+    spinning (2-core Zen 3, quiet, docs/benchmarks/cpu.md: 79.4 loop fps, 0.88 of its own
+    engine-only rate, against 66-69 fps with one thread and 77.6 fps at 0.76 with spinning
+    threads). OpenVINO (its runner has no such switch): one core left to capture.
+    GPU backends take nothing."""
     if backend not in CPU_BACKENDS:
         return {}
     n = cores or physical_cores()
+    if backend == "onnxruntime":
+        return {"threads": n, "spinning": False}
     return {"threads": max(1, n - 1)}

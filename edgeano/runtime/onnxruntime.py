@@ -23,7 +23,7 @@ class OnnxRuntimeRunner:
         leaves their core to other threads of the process, such as the camera loop's capture."""
         import onnxruntime as ort
 
-        self.path = Path(path)
+        self.path, self.spinning = Path(path), spinning
         model = load_onnx(self.path)
         self.meta = get_onnx_metadata(model, str(self.path))
         opts = ort.SessionOptions()

@@ -163,11 +163,11 @@ def build_sinks(o: RunOptions, sources, run_id: str, plans, log) -> list:
 
 
 def loop_runner_kwargs(o: RunOptions) -> dict:
-    """The runner keywords, with the loop's thread default (edgeano.runtime.cpu.loop_runner_options: a
-    core left to decode and preprocess the next frame) where no thread count was given and the model
-    runs locally on a CPU backend."""
+    """The runner keywords, with the loop's CPU defaults (edgeano.runtime.cpu.loop_runner_options:
+    idle ONNX Runtime threads sleep, so the capture thread has a core to decode and preprocess the
+    next frame) for what the user did not give, where the model runs locally on a CPU backend."""
     kw = dict(o.runner)
-    if "threads" in kw or o.server:
+    if o.server:
         return kw
     from edgeano.loaders import is_checkpoint, resolve_model
     from edgeano.runtime.cpu import loop_runner_options
@@ -175,7 +175,8 @@ def loop_runner_kwargs(o: RunOptions) -> dict:
 
     path = resolve_model(o.model)
     if not is_checkpoint(path):
-        kw.update(loop_runner_options(auto_backend(path) if o.backend == "auto" else o.backend))
+        for k, v in loop_runner_options(auto_backend(path) if o.backend == "auto" else o.backend).items():
+            kw.setdefault(k, v)
     return kw
 
 
@@ -215,7 +216,8 @@ def run_stream(o: RunOptions, log: Callable[[str], None]) -> int:
     loop = StreamLoop(engine, sources, sinks, cfg, log=log, run_id=run_id)
     where = ", ".join(f"{s.uri} [{s.kind}{', live' if s.live else ''}]" for s in specs)
     threads = getattr(engine.runner, "threads", None)
-    log(f"run: {engine.name}{f' {threads} thread' + ('s' if threads > 1 else '') if threads else ''} "
+    sleeping = ", idle ones sleeping" if threads and threads > 1 and getattr(engine.runner, "spinning", None) is False else ""
+    log(f"run: {engine.name}{f' {threads} thread' + ('s' if threads > 1 else '') + sleeping if threads else ''} "
         f"({engine.meta.get('model', '?')}, threshold {engine.threshold:.4g}) on {where}")
     with SignalStop(loop.stop) as signals:
         try:
