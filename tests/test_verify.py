@@ -26,9 +26,15 @@ def verify_cli(*args):
 def test_export_writes_the_golden_file_and_every_artifact_points_to_it(exported):
     art = exported("gaussian")
     golden = read_golden(art["golden"])
-    assert golden.inputs.shape == (N_IMAGES, 3, 64, 64) and golden.inputs.dtype == np.float32
-    assert set(golden.outputs) == {"score", "anomaly_map"} and golden.outputs["score"].shape == (N_IMAGES,)
-    assert golden.outputs["anomaly_map"].shape == (N_IMAGES, 64, 64)  # the Gaussian model's map, verified like the score
+    n = 2 * N_IMAGES  # good images and a synthetic-defect copy of each
+    assert golden.inputs.shape == (n, 3, 64, 64) and golden.inputs.dtype == np.float32
+    assert golden.labels.tolist() == [0] * N_IMAGES + [1] * N_IMAGES
+    assert not np.array_equal(golden.inputs[:N_IMAGES], golden.inputs[N_IMAGES:])
+    assert set(golden.outputs) == {"score", "anomaly_map"} and golden.outputs["score"].shape == (n,)
+    assert golden.outputs["anomaly_map"].shape == (n, 64, 64)  # the Gaussian model's map, verified like the score
+    # the defective copies reach the threshold's scale, where good images stay far below it
+    s, thr = golden.outputs["score"], read_onnx_metadata(art["fp32"])["threshold"]["value"]
+    assert s[N_IMAGES:].max() > 0.5 * thr > 2 * np.median(s[:N_IMAGES])
     assert golden.meta["model"] == "gaussian" and "images from" in golden.meta["source"] and golden.meta["torch"]
     for precision in ("fp32", "fp16", "int8"):
         assert read_onnx_metadata(art[precision])["golden"] == "best.golden.npz"
@@ -41,7 +47,7 @@ def test_verify_passes_on_every_onnx_precision(exported, model, precision):
     result = verify_cli(exported(model)[precision], "--backend", "onnxruntime")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("verify ") and f"(onnxruntime-{precision})" in lines[0] and f"{N_IMAGES} golden image" in lines[0]
+    assert lines[0].startswith("verify ") and f"(onnxruntime-{precision})" in lines[0] and f"{N_IMAGES} good + {N_IMAGES} synthetic-defect golden images" in lines[0]
     outputs = {"score", "anomaly_map"}  # both models have a map
     assert {ln.split()[0] for ln in lines[1:1 + len(outputs)]} == outputs  # one line per output
     assert all(" ok " in ln for ln in lines[1:1 + len(outputs)])
@@ -86,3 +92,28 @@ def test_golden_of_another_model_is_refused(exported):
     gauss, gan = exported("gaussian"), exported("ganomaly")
     with pytest.raises(Exception, match="belongs to another model"):
         verify_artifact(gan["fp32"], gauss["golden"], backend="onnxruntime")
+
+
+def test_verify_fails_an_int8_artifact_whose_score_collapsed(exported):
+    """On good images alone every score is far below the threshold, so INT8's threshold-scaled bound
+    (thr_rel) let an engine that outputs 0 pass; the golden file's defective copies fail it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    art = exported("gaussian")
+    model = onnx.load(str(art["int8"]))
+    out = next(o for o in model.graph.output if o.name == "score")
+    for node in model.graph.node:  # the score's producer now writes an internal tensor, times 0 is the output
+        node.output[:] = ["score_before_zero" if o == "score" else o for o in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "zero"))
+    model.graph.node.append(helper.make_node("Mul", ["score_before_zero", "zero"], [out.name]))
+    broken = art["int8"].with_name("collapsed.int8.onnx")  # beside the golden file its metadata names
+    onnx.save(model, str(broken))
+    result = verify_cli(broken, "--backend", "onnxruntime")
+    assert result.exit_code == 1, result.output
+    assert "score.thr_rel" in result.output
+    # the same engine on the good images only: within the bound, which is why the defects are there
+    golden = read_golden(art["golden"])
+    good = golden.labels == 0
+    thr = read_onnx_metadata(art["fp32"])["threshold"]["value"]
+    assert np.max(np.abs(golden.outputs["score"][good]) / np.maximum(np.abs(golden.outputs["score"][good]), thr)) <= 0.25

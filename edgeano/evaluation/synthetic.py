@@ -44,9 +44,11 @@ class SyntheticSet:
         return len(self.images)
 
 
-def synthesize(good: Sequence[np.ndarray], seed: int = 0, kinds: Sequence[str] = KINDS) -> SyntheticSet:
+def synthesize(good: Sequence[np.ndarray], seed: int = 0, kinds: Sequence[str] = KINDS,
+               area_range=AREA_RANGE) -> SyntheticSet:
     """One defective copy of every good BGR uint8 image (kinds in turn: image i gets
-    kinds[i % len(kinds)]). Pasted patches come from the other images of `good`."""
+    kinds[i % len(kinds)]). Pasted patches come from the other images of `good`. area_range: the
+    fraction of the image a patch, blob or spot covers (log-uniform)."""
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(f"unknown defect kind(s) {bad}; choose from {KINDS}")
@@ -55,7 +57,7 @@ def synthesize(good: Sequence[np.ndarray], seed: int = 0, kinds: Sequence[str] =
         rng = np.random.default_rng([int(seed), i])
         kind = kinds[i % len(kinds)]
         donor = good[(i + 1 + int(rng.integers(max(1, len(good) - 1)))) % len(good)] if len(good) > 1 else img
-        defect, mask = _make(kind, np.asarray(img), donor, rng)
+        defect, mask = _make(kind, np.asarray(img), donor, rng, area_range)
         out.images.append(defect)
         out.masks.append(mask)
         out.kinds.append(kind)
@@ -63,9 +65,9 @@ def synthesize(good: Sequence[np.ndarray], seed: int = 0, kinds: Sequence[str] =
     return out
 
 
-def _make(kind: str, img: np.ndarray, donor: np.ndarray, rng: np.random.Generator):
+def _make(kind: str, img: np.ndarray, donor: np.ndarray, rng: np.random.Generator, area_range=AREA_RANGE):
     h, w = img.shape[:2]
-    area = float(np.exp(rng.uniform(*np.log(AREA_RANGE)))) * h * w
+    area = float(np.exp(rng.uniform(*np.log(area_range)))) * h * w
     f = img.astype(np.float32)
     if kind == "spot":
         r = max(1.5, np.sqrt(area / np.pi) / 2)  # spots are the small end
