@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,16 +36,8 @@ from edgeano.runtime.engine import Engine  # noqa: E402
 from edgeano.runtime.triton import TritonRunner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+sys.path.insert(0, str(ROOT / "tests"))
+from linehelpers import free_ports  # noqa: E402  (one port helper for the tests and the benchmarks)
 
 
 def start_server(python, model, name, input_dtype, threads, max_batch, delay_us):

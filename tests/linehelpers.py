@@ -22,10 +22,20 @@ FRAME_WH = (96, 80)
 EDGEANO = Path(sys.executable).with_name("edgeano")
 
 
+def free_ports(n: int):
+    """n distinct free TCP ports on 127.0.0.1 (all bound at once, so no two are the same)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def texture_frames(texture_data: Path, n_good: int = 8, n_bad: int = 8):

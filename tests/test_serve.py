@@ -27,6 +27,7 @@ from edgeano.errors import EXIT_USAGE, EdgeanoError
 from edgeano.export.onnx_export import compare_engines
 from edgeano.runtime.engine import Engine
 from edgeano.runtime.triton import TritonRunner, model_url
+from linehelpers import free_ports
 
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None; from edgeano.cli.main import main; "
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,16 +39,6 @@ START_TIMEOUT_S = 240  # tritonserver + the Python backend stub on a busy 2-core
 def edgeano_cli(args, timeout=180, python=sys.executable):
     code = BLOCK_TORCH + f"sys.argv = ['edgeano'] + {list(map(str, args))!r}; main()"
     return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout)
-
-
-def free_ports(n: int):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def need_server() -> str:
