@@ -16,7 +16,7 @@ from edgeano.models.oe_sdn import OESDN
 from edgeano.models.registry import create
 from edgeano.models.rvae import PreActBlock, ResidualVAE
 from edgeano.models.vae import VAE, kl_divergence
-from edgeano.train.gan_steps import AnoGANStep, BiGANStep
+from edgeano.train.gan_steps import AnoGANStep
 from edgeano.train.reconstruction import OESDNStep, ReconstructionStep, rotate_outliers
 
 NEW = {"anogan": {}, "egbad": {}, "ae": {}, "vae": {}, "rvae": {"blocks": 1}, "oe-sdn": {}}
@@ -223,28 +223,6 @@ def test_anogan_encoder_phase_trains_only_the_encoder():
     assert set(step(x)) == {"izi_f"}
     assert _same(g, _params(model.generator)) and _same(d, _params(model.discriminator))
     assert not _same(e, _params(model.encoder))
-
-
-def test_egbad_scored_model_is_the_moving_average_of_the_trained_one():
-    model = EGBAD(gan_preprocess(32, 1), nz=12, width=8)
-    start = _params(model)
-    step = BiGANStep(model, lr=1e-3, ema=0.9)
-    x = torch.rand(8, 1, 32, 32)
-    step.begin_epoch(0)
-    assert set(step(x)) == {"ge", "d"}
-    trained = _params(step.online)
-    assert not _same(trained, start)
-    # one update: model = 0.9 * start + 0.1 * trained, for every weight of E, G and D
-    for (name, p), s0, p1 in zip(model.named_parameters(), start, trained):
-        torch.testing.assert_close(p.detach(), 0.9 * s0 + 0.1 * p1, msg=name)
-    # BatchNorm statistics follow the trained copy
-    assert all(torch.equal(b, c) for b, c in zip(model.buffers(), step.online.buffers()))
-    # resuming restores the trained copy too, not only the average
-    other = BiGANStep(EGBAD(gan_preprocess(32, 1), nz=12, width=8), lr=1e-3, ema=0.9)
-    other.load_state_dict(step.state_dict())
-    assert _same(_params(other.online), trained)
-    plain = BiGANStep(model, lr=1e-3)  # without a decay the model itself trains
-    assert plain.online is model and "online" not in plain.state_dict()
 
 
 def test_oe_sdn_second_phase_distils_into_the_sdn_only():

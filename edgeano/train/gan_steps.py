@@ -8,10 +8,6 @@ AnoGAN, two phases (Schlegl et al. 2017, 2019):
 EGBAD (Zenati et al. 2018; BiGAN, Donahue et al. 2017), one phase, z ~ N(0, I):
   D:     BCE(D(x, E(x)), real) + BCE(D(G(z), z), fake)
   G, E:  BCE(D(x, E(x)), fake) + BCE(D(G(z), z), real)   (the labels swapped: E and G fool D together)
-  The model that is scored, selected, saved and exported holds an exponential moving average
-  (decay `ema`, 0.999) of the weights being trained, as the authors' code scores its EMA
-  variables: the BiGAN's weights wander from batch to batch (MTD, 32 px, without the average:
-  test AUROC 0.40-0.63 from epoch to epoch), the average is the estimate.
 Adam(lr, betas 0.5, 0.999) throughout, as in DCGAN. D's "real" target is 0.9, not 1 (one-sided
 label smoothing, Salimans et al. 2016): with a few hundred training images D otherwise wins within
 a few epochs (MTD, 32 px: D loss 0.03 by epoch 5) and G stops learning.
@@ -19,8 +15,7 @@ a few epochs (MTD, 32 px: D loss 0.03 by epoch 5) and G stops learning.
 
 from __future__ import annotations
 
-import copy
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -90,23 +85,18 @@ class AnoGANStep:
 
 
 class BiGANStep:
-    """Trains `online`, a copy of the model; after every update `model` (what the trainer scores,
-    selects and saves) moves toward it: p <- ema * p + (1 - ema) * p_online. ema None: no copy,
-    the model itself is trained."""
-
-    def __init__(self, model: EGBAD, lr: float, ema: Optional[float] = None):
-        self.model, self.ema = model, ema
-        self.online = copy.deepcopy(model) if ema is not None else model
-        params = list(self.online.encoder.parameters()) + list(self.online.generator.parameters())
+    def __init__(self, model: EGBAD, lr: float):
+        self.model = model
+        params = list(model.encoder.parameters()) + list(model.generator.parameters())
         self.opt_ge = torch.optim.Adam(params, lr=lr, betas=BETAS)
-        self.opt_d = torch.optim.Adam(self.online.discriminator.parameters(), lr=lr, betas=BETAS)
+        self.opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr, betas=BETAS)
 
     def begin_epoch(self, epoch: int) -> str:
-        self.online.train()
+        self.model.train()
         return "bigan"
 
     def __call__(self, x: torch.Tensor) -> Dict[str, float]:
-        m = self.online
+        m = self.model
         xn = m.normalize(x)
         z = _noise(m, xn.shape[0], xn)
         z_enc, x_gen = m.encoder(xn), m.generator(z)
@@ -119,29 +109,12 @@ class BiGANStep:
         loss_ge = 0.5 * (_bce(m.discriminator(xn, z_enc)[0], False) + _bce(m.discriminator(x_gen, z)[0], True))
         loss_ge.backward()
         self.opt_ge.step()
-        self._average()
         return {"ge": loss_ge.item(), "d": loss_d.item()}
 
-    @torch.no_grad()
-    def _average(self) -> None:
-        if self.online is self.model:
-            return
-        for p, q in zip(self.model.parameters(), self.online.parameters()):
-            p.lerp_(q, 1.0 - self.ema)
-        for b, c in zip(self.model.buffers(), self.online.buffers()):  # BatchNorm statistics: the latest
-            b.copy_(c)
-
     def state_dict(self) -> Dict:
-        state = {"opt_ge": self.opt_ge.state_dict(), "opt_d": self.opt_d.state_dict()}
-        if self.online is not self.model:
-            state["online"] = self.online.state_dict()
-        return state
+        return {"opt_ge": self.opt_ge.state_dict(), "opt_d": self.opt_d.state_dict()}
 
     def load_state_dict(self, state: Dict) -> None:
-        if self.online is not self.model:
-            if "online" not in state:
-                raise ValueError("this EGBAD checkpoint was trained without the weight average: resume it with the edgeano that wrote it")
-            self.online.load_state_dict(state["online"])
         self.opt_ge.load_state_dict(state["opt_ge"])
         self.opt_d.load_state_dict(state["opt_d"])
 
@@ -151,4 +124,4 @@ def anogan_step(model: AnoGAN, hp: Dict) -> AnoGANStep:
 
 
 def egbad_step(model: EGBAD, hp: Dict) -> BiGANStep:
-    return BiGANStep(model, hp["lr"], hp.get("ema"))
+    return BiGANStep(model, hp["lr"])

@@ -68,8 +68,7 @@ RECIPES = {
     # pure GANs: batch 16 for 4x the updates per epoch at the same cost (DCGAN needs thousands of steps)
     "anogan": Recipe(gan_steps.anogan_step, dict(_GAN, epochs=90, batch=16, second_phase=2 / 3, nz=100, width=64),
                      ("nz", "width"), ("gan", "encoder")),
-    # ema: the scored model is a moving average of the trained one (the authors' code scores that)
-    "egbad": Recipe(gan_steps.egbad_step, dict(_GAN, batch=16, ema=0.999, nz=100, width=64), ("nz", "width")),
+    "egbad": Recipe(gan_steps.egbad_step, dict(_GAN, batch=16, nz=100, width=64), ("nz", "width")),
     "ae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2"), ("nz", "width", "loss")),
     # beta 0.1: with the KL at full weight the reconstructions blur (MTD: synthetic-defect AUROC 0.557 -> 0.609)
     "vae": Recipe(reconstruction.reconstruction_step, dict(_AE, nz=100, width=64, loss="l2", beta=0.1),
@@ -174,9 +173,8 @@ def _hparams(recipe: Recipe, img_size, epochs, batch, lr, seed) -> Dict:
         check_img_size(hp["img_size"])
     except ValueError as e:
         raise EdgeanoError(f"--img-size: {e}", EXIT_USAGE)
-    for k in ("clip", "ema"):
-        if k in recipe.defaults:
-            hp[k] = float(recipe.defaults[k])
+    if "clip" in recipe.defaults:
+        hp["clip"] = float(recipe.defaults["clip"])
     if "second_phase" in recipe.defaults:  # fixed at the start, so a resume with more --epochs keeps the split
         hp["second_phase_from"] = max(1, min(hp["epochs"] - 1, int(round(hp["epochs"] * recipe.defaults["second_phase"]))))
     return hp
