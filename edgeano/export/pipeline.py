@@ -133,7 +133,9 @@ def run_export(model: str, opset: int, dynamic_batch: bool, out: Optional[str], 
         report.info(f"checking the FP32 export against PyTorch on {where}")
         check_parity(ref, staged, frames, "FP32", FP32_SCORE_RTOL)
     report.info(f"wrote {out_path} (FP32, opset {opset}{', dynamic batch' if dynamic_batch else ''})")
-    report.info(f"wrote {write_golden(out_path, ref, frames, where)} (PyTorch's outputs on {min(len(frames), N_IMAGES)} images: `edgeano verify`)")
+    n = min(len(frames), N_IMAGES)
+    report.info(f"wrote {write_golden(out_path, ref, frames, where)} (PyTorch's outputs on {n} images and a synthetic-defect "
+                f"copy of each: `edgeano verify`)")
     outputs = {"fp32": out_path}
     if fp16:
         outputs["fp16"] = _export_fp16(out_path, ref, frames)
