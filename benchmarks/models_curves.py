@@ -47,7 +47,8 @@ def main(argv=None) -> Path:
         p = xy(1, v, epochs)
         cv2.line(img, p, (W - R, p[1]), (225, 225, 225) if abs(v - 0.8) > 1e-6 else (150, 150, 150), 1)
         cv2.putText(img, f"{v:.1f}", (L - 35, p[1] + 4), font, 0.42, (20, 20, 20), 1, cv2.LINE_AA)
-    for e in range(10, epochs + 1, 10):
+    step = next(s for s in (10, 20, 25, 50, 100, 250, 500) if epochs / s <= 15)  # <= 15 labels that do not overlap
+    for e in range(step, epochs + 1, step):
         p = xy(e, Y0, epochs)
         cv2.putText(img, str(e), (p[0] - 8, H - B + 18), font, 0.42, (20, 20, 20), 1, cv2.LINE_AA)
     cv2.putText(img, "epoch", ((W - R) // 2, H - 12), font, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
