@@ -117,9 +117,9 @@ def loop_runner_options(backend: str, cores: Optional[int] = None) -> Dict:
     The loop decodes and preprocesses the next frame in a capture thread while the main thread
     runs inference (edgeano/stream/loop.py). An inference library's idle threads spin on the cores
     the capture thread needs. ONNX Runtime: every core, its idle threads sleeping instead of
-    spinning (2-core Zen 3, quiet, docs/benchmarks/cpu.md: 79.4 loop fps, 0.88 of its own
-    engine-only rate, against 66-69 fps with one thread and 77.6 fps at 0.76 with spinning
-    threads). OpenVINO (its runner has no such switch): one core left to capture.
+    spinning (2-core Zen 3, quiet, two runs, docs/benchmarks/cpu.md: 73-79 loop fps at 0.88-0.90
+    of its own engine-only rate, against 64-69 fps with one thread and 77 fps at 0.76-0.77 with
+    spinning threads). OpenVINO (its runner has no such switch): one core left to capture.
     GPU backends take nothing."""
     if backend not in CPU_BACKENDS:
         return {}
