@@ -1,6 +1,7 @@
-"""The golden reference: a few real training images and a defective copy of each (synthetic defects
-with known masks, edgeano.evaluation.synthetic), preprocessed, with PyTorch's outputs for them, written by `edgeano export` beside the ONNX (`best.onnx` -> `best.golden.npz`), so a device without
-torch can check any artifact against PyTorch (`edgeano verify`, `pytest -m tensorrt`).
+"""The golden reference: a few real training images and a defective copy of each (synthetic defects,
+edgeano.evaluation.synthetic), preprocessed, with PyTorch's outputs for them, written by `edgeano
+export` beside the ONNX (`best.onnx` -> `best.golden.npz`), so a device without torch can check any
+artifact against PyTorch (`edgeano verify`, `pytest -m tensorrt`).
 
     write_golden("best.onnx", torch_engine, frames, source="8 images from data/")   # export, torch side
     result, info = verify_artifact("best.fp16.engine")                              # device, torch-free
@@ -36,7 +37,7 @@ from edgeano.fileio import write_bytes
 from edgeano.runtime.trt_build import artifact_base  # the engine naming rule's base: best.fp16.onnx -> best
 
 SUFFIX = ".golden.npz"
-N_IMAGES = 8  # a few: enough for per-output metrics, small beside the model (8 x 3 x 224 x 224 floats, compressed)
+N_IMAGES = 8  # good images (+ 8 defective copies): enough for per-output metrics, small beside the model
 SCHEMA = 2
 DEFECT_SEED = 0  # the defective copies are the same for every export of the same images
 # Large defects (10-30 % of the image, not the 0.1-4 % of the detection estimate): they are there to
