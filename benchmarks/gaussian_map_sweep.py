@@ -8,7 +8,8 @@ for map-head variants, from backbone features cached once.
 Variant syntax: `knn:LEVELS:MEMORY[:OPTIONS]` or `gauss:LEVELS[:OPTIONS]`, OPTIONS a '+'-joined
 subset of `random` (random memory instead of the coreset), `nopos` (no per-position statistics),
 `ratio` (distance / normal mean - 1 instead of z), `root` (distance, not squared),
-`proj128` (random projection to 128 dims first), `cand60k` (60k coreset candidates).
+`proj128` (random projection to 128 dims first), `cand60k` (60k coreset candidates), `selfW` (add W x
+each patch's squared distance to its own tile's mean patch, scaled to the kNN distance's normal mean).
 
 Protocol as in the sweep of the doc: 2 folds over train/good (fold = index % 2); every train image
 gets one synthetic-defect copy (edgeano.evaluation.synthetic, seed 0) scored by the fold that did
@@ -132,9 +133,19 @@ def head_maps(kind, levels, memory, opts, F_):
                 return x[:memory]
             return x[greedy_coreset(x, memory, seed=seed, proj=32)]
 
+        w_self = next((float(o[4:]) for o in opts if o.startswith("self")), 0.0)
+
         def dist(p, mem):
             d = knn(pj(flat(p)), mem).reshape(len(p), GRID, GRID)
+            if w_self:  # + how far each patch is from its own tile's mean patch (a region unlike the rest of the tile)
+                d = d + w_self * self_scale * ((p - p.mean((2, 3), keepdim=True)) ** 2).sum(1)
             return d.sqrt() if "root" in opts else d
+
+        self_scale = 1.0
+        if w_self:  # both terms in the same units: the mean normal knn distance per mean normal self distance
+            probe = a[:64]
+            d0 = knn(pj(flat(probe)), memory_of(torch.arange(64, n), 9)).mean()
+            self_scale = float(d0 / ((probe - probe.mean((2, 3), keepdim=True)) ** 2).sum(1).mean())
 
         res["clean"], res["syn"] = torch.zeros(n, GRID, GRID), torch.zeros(n, GRID, GRID)
         for j in range(K):
