@@ -9,7 +9,9 @@ Variant syntax: `knn:LEVELS:MEMORY[:OPTIONS]` or `gauss:LEVELS[:OPTIONS]`, OPTIO
 subset of `random` (random memory instead of the coreset), `nopos` (no per-position statistics),
 `ratio` (distance / normal mean - 1 instead of z), `root` (distance, not squared),
 `proj128` (random projection to 128 dims first), `cand60k` (60k coreset candidates), `selfW` (add W x
-each patch's squared distance to its own tile's mean patch, scaled to the kNN distance's normal mean).
+each patch's squared distance to its own tile's mean patch, scaled to the kNN distance's normal mean),
+`poolK` (K x K neighbourhood averaging of the features instead of 3 x 3), `blurS` (Gaussian blur of
+sigma S at the 56 x 56 metric grid instead of 1).
 
 Protocol as in the sweep of the doc: 2 folds over train/good (fold = index % 2); every train image
 gets one synthetic-defect copy (edgeano.evaluation.synthetic, seed 0) scored by the fold that did
@@ -83,11 +85,11 @@ def up(m: torch.Tensor, n: int, sigma: float = 0.0) -> torch.Tensor:
     return r @ m @ c.T
 
 
-def patches(feats, levels, idx=None):
+def patches(feats, levels, idx=None, pool=3):
     out = []
     for lv in levels:
         f = feats[lv] if idx is None else feats[lv][idx]
-        f = F.avg_pool2d(f.float(), 3, 1, 1, count_include_pad=False)
+        f = F.avg_pool2d(f.float(), pool, 1, pool // 2, count_include_pad=False)
         out.append(f if f.shape[-1] == GRID else up(f, GRID))
     return torch.cat(out, 1)
 
@@ -119,7 +121,8 @@ def head_maps(kind, levels, memory, opts, F_):
     fold = np.arange(n) % K
     res = {}
     if kind == "knn":
-        a, s, t = (patches(F_[p], levels) for p in ("train", "syn", "test"))
+        pool = next((int(o[4:]) for o in opts if o.startswith("pool")), 3)
+        a, s, t = (patches(F_[p], levels, pool=pool) for p in ("train", "syn", "test"))
         proj = None
         if "proj128" in opts:
             proj = torch.randn(a.shape[1], 128, generator=torch.Generator().manual_seed(7)) / 128 ** 0.5
@@ -205,7 +208,8 @@ def evaluate_variant(maps, g, F_, opts):
     else:
         mu, sd = mc.mean(0), mc.std(0).clamp_min(1e-6)
         norm = lambda m: (m - mu) / sd  # noqa: E731
-    A = {p: up(norm(maps[p]), RES, 1.0).numpy() for p in ("clean", "syn", "test")}
+    sigma = next((float(o[4:]) for o in opts if o.startswith("blur")), 1.0)  # at the 56 x 56 metric grid
+    A = {p: up(norm(maps[p]), RES, sigma).numpy() for p in ("clean", "syn", "test")}
     x = {p: A[p].reshape(len(A[p]), -1).max(1) for p in A}
     labels = F_["labels"]
     n = len(x["clean"])
