@@ -11,7 +11,8 @@ subset of `random` (random memory instead of the coreset), `nopos` (no per-posit
 `proj128` (random projection to 128 dims first), `cand60k` (60k coreset candidates), `selfW` (add W x
 each patch's squared distance to its own tile's mean patch, scaled to the kNN distance's normal mean),
 `poolK` (K x K neighbourhood averaging of the features instead of 3 x 3), `blurS` (Gaussian blur of
-sigma S at the 56 x 56 metric grid instead of 1).
+sigma S at the 56 x 56 metric grid instead of 1), `catK` (the features averaged over a K x K
+neighbourhood appended to each patch's descriptor).
 
 Protocol as in the sweep of the doc: 2 folds over train/good (fold = index % 2); every train image
 gets one synthetic-defect copy (edgeano.evaluation.synthetic, seed 0) scored by the fold that did
@@ -123,6 +124,9 @@ def head_maps(kind, levels, memory, opts, F_):
     if kind == "knn":
         pool = next((int(o[4:]) for o in opts if o.startswith("pool")), 3)
         a, s, t = (patches(F_[p], levels, pool=pool) for p in ("train", "syn", "test"))
+        cat = next((int(o[3:]) for o in opts if o.startswith("cat")), 0)
+        if cat:  # each patch described at two neighbourhoods, `pool` and `cat`: one kNN, distances add
+            a, s, t = (torch.cat([x, patches(F_[p], levels, pool=cat)], 1) for x, p in zip((a, s, t), ("train", "syn", "test")))
         proj = None
         if "proj128" in opts:
             proj = torch.randn(a.shape[1], 128, generator=torch.Generator().manual_seed(7)) / 128 ** 0.5
