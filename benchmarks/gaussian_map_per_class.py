@@ -24,6 +24,8 @@ sys.modules.setdefault("torch", None)
 from edgeano.data.datasets import load_dataset  # noqa: E402
 from edgeano.data.images import read_image  # noqa: E402
 from edgeano.evaluation.metrics import pixel_auroc  # noqa: E402
+from edgeano.evaluation.plots import heat_tile, map_colours  # noqa: E402
+from edgeano.evaluation.synthetic import resize_mask  # noqa: E402
 from edgeano.runtime.engine import Engine  # noqa: E402
 
 RES, STEP = 56, 4
@@ -37,9 +39,8 @@ def score(model: str, data: str):
         img = read_image(t.path)
         maps.append(eng.infer(eng.preprocess.batch([img]))["anomaly_map"][0][::STEP, ::STEP])
         mk = np.zeros((RES, RES), np.uint8)
-        if t.mask is not None:
-            mk = cv2.resize((cv2.imread(str(t.mask), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8), (RES, RES),
-                            interpolation=cv2.INTER_NEAREST)
+        if t.mask is not None:  # as edgeano eval reads them
+            mk = resize_mask(cv2.imread(str(t.mask), cv2.IMREAD_GRAYSCALE) > 127, (RES, RES))
         masks.append(mk)
         kinds.append(t.defect)
         frames.append(img)
@@ -57,24 +58,23 @@ def per_class(maps, masks, kinds) -> dict:
     return out
 
 
-def picture(frames, maps, masks, kinds, cls: str, threshold: float, out: str, n: int = 8) -> None:
+def picture(frames, maps, masks, kinds, cls: str, map_meta: dict, out: str, n: int = 8) -> None:
+    """`n` tiles of class `cls`: the image above, the map over it below, in the artifact's map units
+    (edgeano.evaluation.plots, the eval grid's and the camera overlay's colour rule)."""
     idx = [i for i, k in enumerate(kinds) if k == cls]
     idx = idx[:: max(1, len(idx) // n)][:n]
-    white, tiles = (255, 255, 255), []
+    levels, caption = map_colours(map_meta, None)
+    gap = np.full((4, 224, 3), 255, np.uint8)
+    tiles = []
     for i in idx:
-        img = cv2.resize(frames[i], (224, 224), interpolation=cv2.INTER_AREA)
-        heat = cv2.applyColorMap(np.clip(cv2.resize(maps[i], (224, 224)) / threshold * 255, 0, 255).astype(np.uint8),
-                                 cv2.COLORMAP_JET)
-        cs, _ = cv2.findContours(cv2.resize(masks[i] * 255, (224, 224), interpolation=cv2.INTER_NEAREST),
-                                 cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        a, b = img.copy(), cv2.addWeighted(img, 0.5, heat, 0.5, 0)
-        for x in (a, b):
-            cv2.drawContours(x, cs, -1, white, 1)
-        tiles += [np.vstack([a, np.full((4, 224, 3), 255, np.uint8), b]), np.full((452, 4, 3), 255, np.uint8)]
+        mask = cv2.resize(masks[i], (224, 224), interpolation=cv2.INTER_NEAREST)
+        plain = heat_tile(frames[i], np.zeros((224, 224), np.float32), lambda m: m, mask, alpha=0.0)
+        heat = heat_tile(frames[i], cv2.resize(maps[i], (224, 224)), levels, mask, alpha=0.5)
+        tiles += [np.vstack([plain, gap, heat]), np.full((452, 4, 3), 255, np.uint8)]
     grid = np.hstack(tiles)
     cap = np.full((26, grid.shape[1], 3), 255, np.uint8)
-    cv2.putText(cap, f"MTD '{cls}' test tiles: top the tile, bottom the map in artifact units (red = map threshold "
-                f"{threshold:.3g}); white: ground truth", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
+    cv2.putText(cap, f"MTD '{cls}' test tiles: top the tile, bottom the map in {caption}; white: ground truth",
+                (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
     img = cv2.resize(np.vstack([grid, cap]), None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
     cv2.imwrite(out, img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
     meta, maps, masks, kinds, frames = score(a.model, a.data)
     res = per_class(maps, masks, kinds)
     if a.picture:
-        picture(frames, maps, masks, kinds, a.picture, float(meta["map"]["threshold"]), a.out)
+        picture(frames, maps, masks, kinds, a.picture, meta["map"], a.out)
         res["picture"] = a.out
     print(json.dumps(res, indent=1))
     return res
